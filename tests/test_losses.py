@@ -1,0 +1,134 @@
+"""Every term of the CausalNL objective against numbers computed by hand."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_causalnl import losses
+
+
+def test_reconstruction_l1_is_mean_absolute_error_per_example():
+    x = tf.constant([[[[0.0], [1.0]], [[1.0], [0.0]]], [[[0.2], [0.2]], [[0.2], [0.2]]]])
+    rec = tf.constant([[[[0.5], [0.5]], [[0.5], [0.5]]], [[[0.2], [0.6]], [[0.2], [0.2]]]])
+    # Example 1: four differences of 0.5 -> 0.5. Example 2: one of 0.4 in four -> 0.1.
+    np.testing.assert_allclose(losses.reconstruction_l1(x, rec), [0.5, 0.1], rtol=1e-6)
+
+
+def test_cross_entropy_hand_values():
+    logits = tf.constant([[0.0, 0.0], [math.log(3.0), 0.0]])
+    # Uniform over two classes: ln 2. softmax([ln 3, 0]) = [3/4, 1/4]; label 1: ln 4.
+    np.testing.assert_allclose(
+        losses.cross_entropy(logits, tf.constant([0, 1])), [math.log(2), math.log(4)], rtol=1e-6
+    )
+
+
+def test_negative_entropy_hand_values():
+    logits = tf.constant([[0.0, 0.0], [math.log(3.0), 0.0]])
+    expected = [
+        -math.log(2),  # q = (1/2, 1/2)
+        0.75 * math.log(0.75) + 0.25 * math.log(0.25),  # q = (3/4, 1/4): -0.562335
+    ]
+    np.testing.assert_allclose(losses.negative_entropy(logits), expected, rtol=1e-6)
+
+
+def test_latent_kl_matches_closed_form():
+    mean = tf.constant([[0.5, -1.0], [0.0, 0.0]])
+    log_var = tf.constant([[0.2, -0.3], [0.0, 0.0]])
+    # -1/2 [(1 + 0.2 - 0.25 - e^0.2) + (1 - 0.3 - 1 - e^-0.3)] = 0.6561105;
+    # the standard normal itself has KL 0.
+    np.testing.assert_allclose(losses.latent_kl(mean, log_var), [0.6561105, 0.0], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "batch, rate, kept",
+    [(128, 0.45, 70), (128, 0.0, 128), (100, 0.2, 80), (10, 0.999, 1), (4, 0.5, 2)],
+)
+def test_num_to_keep_rounds_and_keeps_at_least_one(batch, rate, kept):
+    assert int(losses.num_to_keep(tf.constant(batch), tf.constant(rate))) == kept
+
+
+def test_small_loss_mask_keeps_the_smallest_losses():
+    mask = losses.small_loss_mask(tf.constant([3.0, 1.0, 2.0, 0.5]), tf.constant(0.5))
+    np.testing.assert_array_equal(mask, [0.0, 1.0, 0.0, 1.0])
+
+
+def _binary_logits(margins):
+    """Logits [m, 0]: with label 0 the cross-entropy is log(1 + e^-m)."""
+    return tf.constant([[m, 0.0] for m in margins])
+
+
+def test_coteaching_trains_each_classifier_on_its_peers_selection():
+    labels = tf.constant([0, 0, 0, 0])
+    margins1, margins2 = [3.0, -1.0, 2.0, 0.0], [-2.0, 1.0, 4.0, 0.5]
+    ce1 = [math.log1p(math.exp(-m)) for m in margins1]
+    # Classifier 1's two smallest losses: examples 0 and 2. Classifier 2's: 2 and 1.
+    loss1, loss2, mask1, mask2 = losses.coteaching(
+        _binary_logits(margins1), _binary_logits(margins2), labels, tf.constant(0.5)
+    )
+    np.testing.assert_array_equal(mask1, [1, 0, 1, 0])
+    np.testing.assert_array_equal(mask2, [0, 1, 1, 0])
+    # Classifier 1 is trained on examples 1 and 2; scaled by batch/kept = 2 so
+    # that the batch mean is the mean over the selection (divided once).
+    np.testing.assert_allclose(loss1, [0.0, 2 * ce1[1], 2 * ce1[2], 0.0], rtol=1e-6)
+    np.testing.assert_allclose(tf.reduce_mean(loss1), (ce1[1] + ce1[2]) / 2, rtol=1e-6)
+    ce2 = [math.log1p(math.exp(-m)) for m in margins2]
+    np.testing.assert_allclose(loss2, [2 * ce2[0], 0.0, 2 * ce2[2], 0.0], rtol=1e-5)
+
+
+def _branch(logit_margin, recon_value, noisy_margin):
+    """A branch on a batch of two 1x1x1 images, with every output chosen by hand."""
+    return losses.BranchOutputs(
+        logits=_binary_logits([logit_margin] * 2),
+        z_mean=tf.zeros([2, 3]),
+        z_log_variance=tf.zeros([2, 3]),
+        reconstruction=tf.fill([2, 1, 1, 1], recon_value),
+        noisy_logits=_binary_logits([noisy_margin] * 2),
+    )
+
+
+def test_objective_combines_terms_with_the_betas():
+    x = tf.ones([2, 1, 1, 1])
+    labels = tf.constant([0, 0])
+    b1, b2 = _branch(0.0, 0.5, 0.0), _branch(math.log(3.0), 0.75, math.log(3.0))
+    betas = (2.0, 3.0, 5.0, 7.0)
+    result = losses.causalnl_objective(x, labels, (b1, b2), tf.constant(0.0), betas)
+    # Branch 1: |1 - 0.5| = 0.5; CE ln 2; -H = -ln 2; KL 0; co-teaching ln 2.
+    branch1 = 2 * 0.5 + 3 * math.log(2) - 5 * math.log(2) + math.log(2)
+    # Branch 2: 0.25; CE ln(4/3); -H = 0.75 ln 0.75 + 0.25 ln 0.25; co-teaching ln(4/3).
+    neg_h = 0.75 * math.log(0.75) + 0.25 * math.log(0.25)
+    branch2 = 2 * 0.25 + 3 * math.log(4 / 3) + 5 * neg_h + math.log(4 / 3)
+    # Every example has the same value, so the batch mean is the per-example sum.
+    np.testing.assert_allclose(result["loss"], branch1 + branch2, rtol=1e-5)
+    np.testing.assert_allclose(result["terms"]["reconstruction"], [0.375, 0.375], rtol=1e-6)
+    np.testing.assert_allclose(
+        result["terms"]["coteaching"], [0.5 * (math.log(2) + math.log(4 / 3))] * 2, rtol=1e-6
+    )
+
+
+def test_objective_is_scaled_for_the_global_batch_under_a_strategy(two_cpu_strategy):
+    """Summed over two replicas, the loss is the mean over the global batch."""
+    x = tf.ones([4, 1, 1, 1])
+    labels = tf.constant([0, 0, 0, 0])
+    margins = [1.0, 2.0, -1.0, 0.5]
+    branch = losses.BranchOutputs(
+        logits=_binary_logits(margins),
+        z_mean=tf.zeros([4, 2]),
+        z_log_variance=tf.zeros([4, 2]),
+        reconstruction=tf.zeros([4, 1, 1, 1]),
+        noisy_logits=_binary_logits(margins),
+    )
+    betas = (1.0, 1.0, 0.0, 0.0)
+    single = losses.causalnl_objective(x, labels, (branch, branch), tf.constant(0.0), betas)["loss"]
+
+    def replica_loss(index):
+        piece = slice(2 * index, 2 * index + 2)
+        part = losses.BranchOutputs(*(t[piece] for t in branch))
+        return losses.causalnl_objective(x[piece], labels[piece], (part, part), tf.constant(0.0), betas)["loss"]
+
+    per_replica = two_cpu_strategy.run(
+        lambda: replica_loss(tf.distribute.get_replica_context().replica_id_in_sync_group)
+    )
+    total = two_cpu_strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+    np.testing.assert_allclose(total, single, rtol=1e-6)
