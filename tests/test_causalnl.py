@@ -1,0 +1,184 @@
+"""The CausalNL model as a Keras user meets it: build, fit, predict, save, distribute."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_causalnl import CausalNL, networks
+from tf_causalnl.callbacks import ForgetRateSchedule, forget_rate_at
+
+SHAPE, CLASSES = (8, 8, 1), 3
+
+
+def _data(n=32, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, size=(n, *SHAPE), dtype=np.uint8)
+    y = rng.integers(0, CLASSES, size=n)
+    return x, y
+
+
+def _model(**kwargs):
+    classifier = networks.build_small_cnn(SHAPE, CLASSES)
+    model = CausalNL(classifier, z_dim=2, **kwargs)
+    # SGD: the behaviour under test does not depend on the optimizer, and
+    # Keras traces Adam's update about 15 s longer for these ~130 variables.
+    model.compile(optimizer="sgd")
+    return model
+
+
+def _weights_by_network(model):
+    nets = model.classifiers + model.latent_encoders + model.decoders + model.noisy_label_decoders
+    return {net.name + str(i): [w.copy() for w in net.get_weights()] for i, net in enumerate(nets)}
+
+
+def test_fit_updates_all_eight_networks():
+    model = _model(forget_rate=0.25)
+    x, y = _data()
+    before = _weights_by_network(model)
+    history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    after = _weights_by_network(model)
+    for name in before:
+        changed = any(not np.array_equal(b, a) for b, a in zip(before[name], after[name]))
+        assert changed, f"{name} was not trained"
+    for key in ("loss", "reconstruction", "noisy_label_ce", "negative_entropy", "kl_z", "coteaching", "accuracy"):
+        assert np.isfinite(history.history[key][0]), key
+
+
+def test_predict_returns_branch_one_probabilities_and_scales_uint8():
+    model = _model()
+    x, _ = _data(8)
+    probabilities = model.predict(x, verbose=0)
+    assert probabilities.shape == (8, CLASSES)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    expected = keras.ops.softmax(model.classifier(x.astype("float32") / 255.0, training=False))
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_keras_save_and_load_give_identical_predictions(tmp_path):
+    model = _model(forget_rate=0.3, beta2=1e-3, seed=7)
+    x, y = _data()
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, CausalNL)
+    own = lambda config: {k: v for k, v in config.items() if k != "classifier"}
+    assert own(loaded.get_config()) == own(model.get_config())
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_forget_rate_schedule_values():
+    assert forget_rate_at(0, 0.45, 10) == 0.0
+    assert forget_rate_at(3, 0.45, 10) == pytest.approx(0.15)
+    assert forget_rate_at(9, 0.45, 10) == pytest.approx(0.45)
+    assert forget_rate_at(30, 0.45, 10) == pytest.approx(0.45)
+    assert forget_rate_at(0, 0.45, 1) == pytest.approx(0.45)
+
+
+def test_fit_adds_the_forget_rate_schedule_and_logs_it():
+    model = _model(forget_rate=0.4, ramp_epochs=3)
+    x, y = _data()
+    history = model.fit(x, y, batch_size=16, epochs=4, verbose=0)
+    np.testing.assert_allclose(history.history["forget_rate"], [0.0, 0.2, 0.4, 0.4], rtol=1e-6)
+
+
+def test_clean_labels_feed_diagnostics_only():
+    x, y = _data()
+    flipped = (y + 1) % CLASSES
+    model = _model(forget_rate=0.5, ramp_epochs=0)
+    history = model.fit(x, {"noisy": y, "clean": y}, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    assert history.history["selection_precision"][0] == 1.0
+    model = _model(forget_rate=0.5, ramp_epochs=0)
+    history = model.fit(x, {"noisy": flipped, "clean": y}, batch_size=16, epochs=1, verbose=0)
+    assert history.history["selection_precision"][0] == 0.0
+
+
+def test_clean_labels_do_not_change_the_training():
+    x, y = _data()
+    noisy = np.where(np.arange(len(y)) % 3 == 0, (y + 1) % CLASSES, y)
+    results = []
+    for labels in (noisy, {"noisy": noisy, "clean": y}):
+        keras.utils.set_random_seed(3)
+        model = _model(forget_rate=0.25, ramp_epochs=0)
+        model.fit(x, labels, batch_size=16, epochs=1, verbose=0, shuffle=False)
+        results.append(model.classifier.get_weights())
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_evaluate_reports_accuracy_on_the_given_labels():
+    model = _model()
+    x, y = _data()
+    logs = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    predicted = model.predict(x, verbose=0).argmax(axis=1)
+    assert logs["accuracy"] == pytest.approx(np.mean(predicted == y))
+    assert np.isfinite(logs["loss"])
+
+
+def test_training_under_mirrored_strategy(two_cpu_strategy):
+    x, y = _data(64)
+    with two_cpu_strategy.scope():
+        model = _model(forget_rate=0.25)
+    assert two_cpu_strategy.num_replicas_in_sync == 2
+    before = model.classifier.get_weights()
+    history = model.fit(x, {"noisy": y, "clean": y}, batch_size=32, epochs=2, verbose=0)
+    assert all(np.isfinite(v) for v in history.history["loss"])
+    assert history.history["selection_precision"][-1] == 1.0
+    assert any(not np.array_equal(b, a) for b, a in zip(before, model.classifier.get_weights()))
+
+
+def test_step_noise_differs_between_steps_and_replays_for_a_step():
+    model = _model()
+    a, b = model._step_seeds(tf.constant(5)), model._step_seeds(tf.constant(6))
+    assert not np.array_equal(a, b)
+    np.testing.assert_array_equal(a, model._step_seeds(tf.constant(5)))
+
+
+def test_vector_inputs_get_mlp_networks():
+    classifier = networks.build_mlp_classifier((2,), 2)
+    model = CausalNL(classifier, z_dim=1)
+    model.compile(optimizer="sgd")
+    x = np.random.default_rng(0).normal(size=(32, 2)).astype("float32")
+    y = (x[:, 0] > 0).astype(int)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert model.decoders[0].output_shape == (None, 2)
+
+
+def test_rejects_a_classifier_that_ends_in_softmax():
+    inputs = keras.Input(SHAPE)
+    outputs = keras.layers.Dense(CLASSES, activation="softmax")(keras.layers.Flatten()(inputs))
+    with pytest.raises(ValueError, match="needs logits"):
+        CausalNL(keras.Model(inputs, outputs))
+
+
+def test_rejects_an_unbuilt_classifier():
+    classifier = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(CLASSES)])
+    with pytest.raises(ValueError, match="not built"):
+        CausalNL(classifier)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"z_dim": 0}, "z_dim must be at least 1"), ({"forget_rate": 1.0}, r"forget_rate must be in \[0, 1\)"),
+     ({"temperature": 0.0}, "temperature must be positive")],
+)
+def test_rejects_bad_hyper_parameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        CausalNL(networks.build_small_cnn(SHAPE, CLASSES), **kwargs)
+
+
+def test_rejects_sample_weights():
+    model = _model()
+    x, y = _data()
+    with pytest.raises(ValueError, match="sample weights"):
+        model.fit(x, y, sample_weight=np.ones(len(y)), batch_size=16, epochs=1, verbose=0)
+
+
+def test_a_user_schedule_is_not_doubled():
+    model = _model(forget_rate=0.2, ramp_epochs=2)
+    x, y = _data()
+    schedule = ForgetRateSchedule()
+    history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[schedule])
+    assert schedule.model is model
+    np.testing.assert_allclose(history.history["forget_rate"], [0.0, 0.2], rtol=1e-6)

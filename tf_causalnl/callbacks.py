@@ -1,0 +1,31 @@
+"""Callbacks that CausalNL training relies on."""
+
+import keras
+
+
+def forget_rate_at(epoch: int, final_rate: float, ramp_epochs: int) -> float:
+    """Co-teaching's schedule (Han et al. 2018): 0 at epoch 0, rising linearly to
+    `final_rate` at epoch `ramp_epochs - 1`, constant after. `ramp_epochs` <= 1
+    uses `final_rate` from the first epoch."""
+    if ramp_epochs <= 1:
+        return float(final_rate)
+    return float(final_rate) * min(1.0, epoch / (ramp_epochs - 1))
+
+
+class ForgetRateSchedule(keras.callbacks.Callback):
+    """Sets a co-teaching model's forget rate at the start of every epoch.
+
+    The model provides `forget_rate` (the final rate), `ramp_epochs` and the
+    variable `forget_rate_variable` that its `train_step` reads. `CausalNL.fit`
+    adds this callback when the caller did not, and the rate in force is logged
+    as `forget_rate`. The epoch index is Keras' own, so a run resumed with
+    `initial_epoch` or `BackupAndRestore` continues the schedule where it was.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        rate = forget_rate_at(epoch, self.model.forget_rate, self.model.ramp_epochs)
+        self.model.forget_rate_variable.assign(rate)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["forget_rate"] = float(self.model.forget_rate_variable.numpy())

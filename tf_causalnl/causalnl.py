@@ -1,0 +1,280 @@
+"""CausalNL: a Keras model of how instance-dependent noisy labels arise.
+
+Yao et al., "Instance-dependent Label-noise Learning under a Structural Causal
+Model", NeurIPS 2021. The generative model P(Y)P(Z)P(X|Y,Z)P(Y~|Y,X) is fitted
+as a VAE with two branches that teach each other (co-teaching); the inference
+network q(Y|X) of branch 1 is the clean-label classifier the user keeps.
+"""
+
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+
+from tf_causalnl import distributions, losses, networks
+from tf_causalnl.callbacks import ForgetRateSchedule
+from tf_causalnl.data import to_float
+
+
+@keras.saving.register_keras_serializable(package="tf_causalnl")
+class CausalNL(keras.Model):
+    """Wraps a classifier q(Y|X) in CausalNL's two-branch causal VAE.
+
+    `call` returns branch 1's class probabilities, so `predict`, `evaluate`
+    and `export` behave like any Keras classifier; `fit` trains all eight
+    networks of Algorithm 1 on (image, noisy label) pairs.
+
+    Example:
+      >>> classifier = tf_causalnl.networks.build_small_cnn((28, 28, 1), 10)
+      >>> model = tf_causalnl.CausalNL(classifier, forget_rate=0.45)
+      >>> model.compile(optimizer="adam")  # Adam, lr 1e-3 (Appendix C)
+      >>> model.fit(x_train, noisy_labels, validation_data=(x_test, y_test))
+
+    Inputs: uint8 images (scaled to [0, 1] inside the model), float images
+    already in [0, 1], or float vectors. Labels: integer class ids, or a dict
+    {"noisy": ..., "clean": ...} where clean training labels are known; the
+    clean ones only feed diagnostics (`clean_accuracy`, `selection_precision`),
+    never the loss.
+
+    Args:
+      classifier: a built Keras model from inputs to logits (no softmax). It
+        becomes q(Y|X) of branch 1; branch 2 gets a fresh clone
+        (`keras.models.clone_model`), so it must be functional or Sequential.
+      z_dim: the dimension of Z (25 for the paper's image benchmarks).
+      beta0, beta1, beta2, beta3: weights of the reconstruction, noisy-label,
+        entropy and KL terms (Appendix B).
+      forget_rate: co-teaching's final forget rate, typically the noise rate.
+      ramp_epochs: epochs over which the forget rate rises from 0 (10 in the
+        paper); see `ForgetRateSchedule`.
+      temperature: temperature of the Gumbel-softmax sample of Y.
+      vae_depth: stride-2 layers of the image encoders and decoder; None picks
+        4 below 64 pixels and 5 above (Appendix C).
+      seed: seeds the Gumbel and Gaussian noise; the noise of a step is a
+        function of (seed, step, replica), so a resumed run replays it.
+    """
+
+    def __init__(
+        self,
+        classifier: keras.Model,
+        *,
+        z_dim: int = 25,
+        beta0: float = losses.DEFAULT_BETAS[0],
+        beta1: float = losses.DEFAULT_BETAS[1],
+        beta2: float = losses.DEFAULT_BETAS[2],
+        beta3: float = losses.DEFAULT_BETAS[3],
+        forget_rate: float = 0.2,
+        ramp_epochs: int = 10,
+        temperature: float = 1.0,
+        vae_depth: int | None = None,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _check_arguments(classifier, z_dim, forget_rate, temperature)
+        self.z_dim = int(z_dim)
+        self.betas = (float(beta0), float(beta1), float(beta2), float(beta3))
+        self.forget_rate = float(forget_rate)
+        self.ramp_epochs = int(ramp_epochs)
+        self.temperature = float(temperature)
+        self.vae_depth = vae_depth
+        self.seed = int(seed)
+
+        shape = tuple(classifier.input_shape[1:])
+        self.num_classes = int(classifier.output_shape[-1])
+        self.classifiers = [classifier, _fresh_clone(classifier)]
+        self.latent_encoders = [
+            networks.build_latent_encoder(shape, self.num_classes, z_dim, vae_depth, name=f"latent_encoder_{i}")
+            for i in (1, 2)
+        ]
+        self.decoders = [
+            networks.build_decoder(shape, self.num_classes, z_dim, vae_depth, name=f"decoder_{i}")
+            for i in (1, 2)
+        ]
+        self.noisy_label_decoders = [
+            networks.build_noisy_label_decoder(shape, self.num_classes, vae_depth, name=f"noisy_label_decoder_{i}")
+            for i in (1, 2)
+        ]
+        # Read by train_step, set each epoch by callbacks.ForgetRateSchedule.
+        self.forget_rate_variable = keras.Variable(
+            0.0, trainable=False, dtype="float32", name="current_forget_rate"
+        )
+        mean = keras.metrics.Mean
+        self.loss_tracker = mean(name="loss")
+        self.term_trackers = {
+            name: mean(name=name)
+            for name in ("reconstruction", "noisy_label_ce", "negative_entropy", "kl_z", "coteaching")
+        }
+        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.clean_accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="clean_accuracy")
+        self.selection_precision_tracker = mean(name="selection_precision")
+        self.built = True
+
+    @property
+    def classifier(self) -> keras.Model:
+        """q(Y|X) of branch 1: the clean-label classifier that training produces."""
+        return self.classifiers[0]
+
+    @property
+    def metrics(self):
+        return [
+            self.loss_tracker,
+            *self.term_trackers.values(),
+            self.accuracy_tracker,
+            self.clean_accuracy_tracker,
+            self.selection_precision_tracker,
+        ]
+
+    def build(self, input_shape=None):
+        # Every network is built in __init__; nothing is created lazily, so the
+        # optimizer and BackupAndRestore see all variables from the start.
+        self.built = True
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """`keras.Model.fit`, adding the forget-rate schedule if it is not given.
+
+        The schedule goes first, so loggers such as `CSVLogger` see the
+        `forget_rate` it adds to the epoch's logs.
+        """
+        callbacks = list(callbacks or [])
+        if not any(isinstance(c, ForgetRateSchedule) for c in callbacks):
+            callbacks.insert(0, ForgetRateSchedule())
+        return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    def call(self, inputs, training=False):
+        """Branch 1's class probabilities q(Y|X)."""
+        return keras.ops.softmax(self.classifier(to_float(inputs), training=training))
+
+    def branch(self, index: int, x: tf.Tensor, seeds: tf.Tensor, training: bool) -> losses.BranchOutputs:
+        """Runs branch `index` (0 or 1) of Algorithm 1, lines 3-7.
+
+        `seeds` holds two stateless seeds: for the Gumbel-softmax sample of Y
+        and for the reparameterised sample of Z.
+        """
+        logits = self.classifiers[index](x, training=training)
+        y = distributions.relaxed_label_posterior(logits, self.temperature).sample(seed=seeds[0])
+        z_mean, z_log_variance = self.latent_encoders[index]([x, y], training=training)
+        z = distributions.latent_posterior(z_mean, z_log_variance).sample(seed=seeds[1])
+        reconstruction = self.decoders[index]([z, y], training=training)
+        noisy_logits = self.noisy_label_decoders[index]([reconstruction, y], training=training)
+        return losses.BranchOutputs(logits, z_mean, z_log_variance, reconstruction, noisy_logits)
+
+    def train_step(self, data):
+        x, labels, clean = _unpack(data)
+        seeds = self._step_seeds(self.optimizer.iterations)
+        with tf.GradientTape() as tape:
+            branches = (self.branch(0, x, seeds[:2], True), self.branch(1, x, seeds[2:], True))
+            objective = losses.causalnl_objective(
+                x, labels, branches, self.forget_rate_variable, self.betas
+            )
+        gradients = tape.gradient(objective["loss"], self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        logs = self._update_trackers(objective, branches[0].logits, labels, clean)
+        if clean is not None:
+            correct = tf.cast(tf.equal(tf.cast(labels, tf.int32), tf.cast(clean, tf.int32)), tf.float32)
+            for mask in objective["selections"]:
+                self.selection_precision_tracker.update_state(correct, sample_weight=mask)
+            logs["selection_precision"] = self.selection_precision_tracker.result()
+        return logs
+
+    def test_step(self, data):
+        x, labels, clean = _unpack(data)
+        seeds = self._step_seeds(tf.constant(0, tf.int64))
+        branches = (self.branch(0, x, seeds[:2], False), self.branch(1, x, seeds[2:], False))
+        objective = losses.causalnl_objective(
+            x, labels, branches, self.forget_rate_variable, self.betas
+        )
+        return self._update_trackers(objective, branches[0].logits, labels, clean)
+
+    def _update_trackers(self, objective, logits, labels, clean) -> dict:
+        # The objective is divided by the global batch; log the mean per example.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self.loss_tracker.update_state(objective["loss"] * replicas)
+        for name, values in objective["terms"].items():
+            self.term_trackers[name].update_state(values)
+        self.accuracy_tracker.update_state(labels, logits)
+        logs = {m.name: m.result() for m in (self.loss_tracker, *self.term_trackers.values(), self.accuracy_tracker)}
+        if clean is not None:
+            self.clean_accuracy_tracker.update_state(clean, logits)
+            logs["clean_accuracy"] = self.clean_accuracy_tracker.result()
+        return logs
+
+    def _step_seeds(self, step: tf.Tensor) -> tf.Tensor:
+        """Four stateless seeds for this step: a function of (seed, step, replica)."""
+        base = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)])
+        replica = tf.distribute.get_replica_context()
+        replica_id = replica.replica_id_in_sync_group if replica is not None else 0
+        base = tf.random.experimental.stateless_fold_in(base, replica_id)
+        return tf.random.experimental.stateless_split(base, num=4)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "classifier": keras.saving.serialize_keras_object(self.classifier),
+            "z_dim": self.z_dim,
+            "beta0": self.betas[0],
+            "beta1": self.betas[1],
+            "beta2": self.betas[2],
+            "beta3": self.betas[3],
+            "forget_rate": self.forget_rate,
+            "ramp_epochs": self.ramp_epochs,
+            "temperature": self.temperature,
+            "vae_depth": self.vae_depth,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["classifier"] = keras.saving.deserialize_keras_object(config["classifier"])
+        return cls(**config)
+
+
+def _unpack(data):
+    """(x, labels, clean labels or None) from what Keras hands a train/test step."""
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    if sample_weight is not None:
+        raise ValueError(
+            "CausalNL does not take sample weights or class weights: its loss "
+            "terms are per example by design. Drop `sample_weight`/`class_weight`."
+        )
+    if y is None:
+        raise ValueError("CausalNL needs labels: call fit(x, noisy_labels) or fit on (x, y) batches.")
+    if isinstance(y, dict):
+        return to_float(x), y["noisy"], y.get("clean")
+    return to_float(x), y, None
+
+
+def _fresh_clone(classifier: keras.Model) -> keras.Model:
+    try:
+        return keras.models.clone_model(classifier)
+    except Exception as error:  # clone_model raises several types for subclassed models
+        raise ValueError(
+            "CausalNL builds branch 2 by cloning the classifier with "
+            "keras.models.clone_model, which failed for this classifier "
+            f"({type(error).__name__}: {error}). Build the classifier with the "
+            "functional or Sequential API, or give a subclassed model a get_config."
+        ) from error
+
+
+def _check_arguments(classifier, z_dim, forget_rate, temperature) -> None:
+    if not isinstance(classifier, keras.Model):
+        raise TypeError(f"classifier must be a keras.Model, got {type(classifier).__name__}.")
+    if not classifier.built:
+        raise ValueError(
+            "The classifier is not built, so CausalNL cannot size its encoders "
+            "and decoders. Start it with keras.Input(shape=...) or call "
+            "classifier.build((None, *input_shape)) first."
+        )
+    last = classifier.layers[-1] if classifier.layers else None
+    if getattr(last, "activation", None) is keras.activations.softmax:
+        raise ValueError(
+            f"The classifier's last layer ({last.name}) applies a softmax, but "
+            "CausalNL needs logits. Use a linear output layer; CausalNL's "
+            "predict() returns the probabilities."
+        )
+    if int(z_dim) < 1:
+        raise ValueError(f"z_dim must be at least 1, got {z_dim}.")
+    if not 0.0 <= float(forget_rate) < 1.0:
+        raise ValueError(f"forget_rate must be in [0, 1), got {forget_rate}.")
+    if float(temperature) <= 0.0:
+        raise ValueError(f"temperature must be positive, got {temperature}.")

@@ -1,0 +1,263 @@
+"""The networks of CausalNL, as functional Keras models built at construction.
+
+One branch of Algorithm 1 has four networks (Section 3.2, Appendix C):
+  - q(Y|X), the classifier: any Keras model returning logits (`build_classifier`);
+  - q(Z|X,Y), `build_latent_encoder`: (x, y) -> (mean, log-variance);
+  - p(X|Y,Z), `build_decoder`: (z, y) -> reconstruction of x;
+  - p(Y~|Y,X), `build_noisy_label_decoder`: (x, y) -> noisy-label logits.
+
+Images get the convolutional networks of Appendix C (4 stride-2 layers of
+32/64/128/256 maps, transposed 256/128/64/32; 5 layers up to 512 for large
+images); vectors (tabular data, the moons illustration) get MLPs. The label y
+enters a convolutional network as an extra image plane (a dense layer to H*W),
+as the official code does. BatchNormalization uses momentum 0.9, PyTorch's 0.1.
+"""
+
+import math
+from typing import Callable, Sequence
+
+import keras
+
+BN_MOMENTUM = 0.9
+LEAKY_SLOPE = 0.01
+CONV_FILTERS = (32, 64, 128, 256, 512)
+
+
+def default_vae_depth(input_shape: Sequence[int]) -> int:
+    """4 stride-2 layers for small images (FashionMNIST, CIFAR), 5 from 64 pixels up."""
+    return 5 if min(input_shape[:2]) >= 64 else 4
+
+
+def _is_image(input_shape: Sequence[int]) -> bool:
+    return len(input_shape) == 3
+
+
+def _conv_bn_act(x, filters: int, strides: int = 1, transpose: bool = False):
+    conv = keras.layers.Conv2DTranspose if transpose else keras.layers.Conv2D
+    x = conv(filters, 3, strides=strides, padding="same", use_bias=False)(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
+    return keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE)(x)
+
+
+def _mlp(x, hidden_units: Sequence[int]):
+    for units in hidden_units:
+        x = keras.layers.Dense(units)(x)
+        x = keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE)(x)
+    return x
+
+
+def _with_label_plane(image, label, input_shape):
+    """Concatenates y to an image as one extra channel: dense to H*W, reshaped."""
+    height, width = input_shape[:2]
+    plane = keras.layers.Dense(height * width)(label)
+    plane = keras.layers.Reshape((height, width, 1))(plane)
+    return keras.layers.Concatenate(axis=-1)([image, plane])
+
+
+def _conv_features(x, depth: int):
+    for filters in CONV_FILTERS[:depth]:
+        x = _conv_bn_act(x, filters, strides=2)
+    return keras.layers.Flatten()(x)
+
+
+def build_latent_encoder(
+    input_shape: Sequence[int],
+    num_classes: int,
+    z_dim: int,
+    depth: int | None = None,
+    hidden_units: Sequence[int] = (64, 64),
+    name: str = "latent_encoder",
+) -> keras.Model:
+    """q(Z|X,Y): (x, y) -> (mean, log-variance) of a diagonal Gaussian over Z."""
+    x_in = keras.Input(input_shape, name="x")
+    y_in = keras.Input((num_classes,), name="y")
+    if _is_image(input_shape):
+        h = _with_label_plane(x_in, y_in, input_shape)
+        h = _conv_features(h, depth or default_vae_depth(input_shape))
+    else:
+        h = _mlp(keras.layers.Concatenate()([x_in, y_in]), hidden_units)
+    mean = keras.layers.Dense(z_dim, name="z_mean")(h)
+    log_variance = keras.layers.Dense(z_dim, name="z_log_variance")(h)
+    return keras.Model([x_in, y_in], [mean, log_variance], name=name)
+
+
+def build_decoder(
+    output_shape: Sequence[int],
+    num_classes: int,
+    z_dim: int,
+    depth: int | None = None,
+    hidden_units: Sequence[int] = (64, 64),
+    name: str = "decoder",
+) -> keras.Model:
+    """p(X|Y,Z): (z, y) -> reconstruction of x.
+
+    Images: a dense layer to a small grid of the widest maps, `depth` stride-2
+    transposed convolutions (256/128/64/32 for depth 4), a 3x3 convolution to
+    the image's channels with a sigmoid (inputs are scaled to [0, 1]), and a
+    centre crop to the image size (28 is reached as 32 cropped by 2 each side).
+    Vectors: an MLP with a linear output.
+    """
+    z_in = keras.Input((z_dim,), name="z")
+    y_in = keras.Input((num_classes,), name="y")
+    h = keras.layers.Concatenate()([z_in, y_in])
+    if not _is_image(output_shape):
+        h = _mlp(h, hidden_units)
+        out = keras.layers.Dense(output_shape[0], name="reconstruction")(h)
+        return keras.Model([z_in, y_in], out, name=name)
+
+    depth = depth or default_vae_depth(output_shape)
+    height, width, channels = output_shape
+    grid_h, grid_w = math.ceil(height / 2**depth), math.ceil(width / 2**depth)
+    filters = CONV_FILTERS[:depth][::-1]
+    h = keras.layers.Dense(grid_h * grid_w * filters[0])(h)
+    h = keras.layers.Reshape((grid_h, grid_w, filters[0]))(h)
+    for f in filters[1:] + (filters[-1],):
+        h = _conv_bn_act(h, f, strides=2, transpose=True)
+    h = keras.layers.Conv2D(channels, 3, padding="same", activation="sigmoid")(h)
+    extra_h, extra_w = grid_h * 2**depth - height, grid_w * 2**depth - width
+    crop = ((extra_h // 2, extra_h - extra_h // 2), (extra_w // 2, extra_w - extra_w // 2))
+    out = keras.layers.Cropping2D(crop, name="reconstruction")(h)
+    return keras.Model([z_in, y_in], out, name=name)
+
+
+def build_noisy_label_decoder(
+    input_shape: Sequence[int],
+    num_classes: int,
+    depth: int | None = None,
+    hidden_units: Sequence[int] = (64, 64),
+    name: str = "noisy_label_decoder",
+) -> keras.Model:
+    """p(Y~|Y,X): (x, y) -> logits of the noisy label (fed the reconstruction x1)."""
+    x_in = keras.Input(input_shape, name="x")
+    y_in = keras.Input((num_classes,), name="y")
+    if _is_image(input_shape):
+        h = _with_label_plane(x_in, y_in, input_shape)
+        h = _conv_features(h, depth or default_vae_depth(input_shape))
+    else:
+        h = _mlp(keras.layers.Concatenate()([x_in, y_in]), hidden_units)
+    logits = keras.layers.Dense(num_classes, name="noisy_logits")(h)
+    return keras.Model([x_in, y_in], logits, name=name)
+
+
+# ----------------------------------------------------------------------------
+# Classifiers q(Y|X). Each returns logits.
+
+
+def build_small_cnn(
+    input_shape: Sequence[int], num_classes: int, name: str = "small_cnn"
+) -> keras.Model:
+    """A CNN sized for CPU runs: four 3x3 conv layers (32/64/128/256, three stride-2)."""
+    x_in = keras.Input(input_shape, name="image")
+    h = _conv_bn_act(x_in, 32)
+    for filters in (64, 128, 256):
+        h = _conv_bn_act(h, filters, strides=2)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    logits = keras.layers.Dense(num_classes, name="logits")(h)
+    return keras.Model(x_in, logits, name=name)
+
+
+def build_mlp_classifier(
+    input_shape: Sequence[int],
+    num_classes: int,
+    hidden_units: Sequence[int] = (64, 64),
+    name: str = "mlp_classifier",
+) -> keras.Model:
+    """An MLP classifier for vector data."""
+    x_in = keras.Input(input_shape, name="features")
+    h = x_in if len(input_shape) == 1 else keras.layers.Flatten()(x_in)
+    h = _mlp(h, hidden_units)
+    logits = keras.layers.Dense(num_classes, name="logits")(h)
+    return keras.Model(x_in, logits, name=name)
+
+
+def _basic_block(x, filters: int, strides: int):
+    shortcut = x
+    h = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
+    h = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(h)
+    h = keras.layers.ReLU()(h)
+    h = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(h)
+    h = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(h)
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = keras.layers.Conv2D(filters, 1, strides=strides, use_bias=False)(x)
+        shortcut = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(shortcut)
+    return keras.layers.ReLU()(keras.layers.Add()([h, shortcut]))
+
+
+def _bottleneck_block(x, filters: int, strides: int):
+    shortcut = x
+    h = keras.layers.Conv2D(filters, 1, use_bias=False)(x)
+    h = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(h)
+    h = keras.layers.ReLU()(h)
+    h = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(h)
+    h = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(h)
+    h = keras.layers.ReLU()(h)
+    h = keras.layers.Conv2D(4 * filters, 1, use_bias=False)(h)
+    h = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(h)
+    if strides != 1 or x.shape[-1] != 4 * filters:
+        shortcut = keras.layers.Conv2D(4 * filters, 1, strides=strides, use_bias=False)(x)
+        shortcut = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(shortcut)
+    return keras.layers.ReLU()(keras.layers.Add()([h, shortcut]))
+
+
+RESNET_LAYOUTS = {
+    18: (_basic_block, (2, 2, 2, 2)),
+    34: (_basic_block, (3, 4, 6, 3)),
+    50: (_bottleneck_block, (3, 4, 6, 3)),
+}
+
+
+def build_resnet(
+    input_shape: Sequence[int],
+    num_classes: int,
+    depth: int = 18,
+    stem: str = "cifar",
+    name: str | None = None,
+) -> keras.Model:
+    """ResNet-18/34/50 (He et al. 2016) returning logits.
+
+    Args:
+      stem: "cifar" (a 3x3 stride-1 convolution, the stronger choice for 28-32
+        pixel images) or "imagenet" (7x7 stride-2 convolution and a 3x3
+        max-pool, the torchvision layout the paper's code used).
+    """
+    if depth not in RESNET_LAYOUTS:
+        raise ValueError(f"ResNet depth must be one of {sorted(RESNET_LAYOUTS)}, got {depth}.")
+    if stem not in ("cifar", "imagenet"):
+        raise ValueError(f'ResNet stem must be "cifar" or "imagenet", got {stem!r}.')
+    block, repeats = RESNET_LAYOUTS[depth]
+    x_in = keras.Input(input_shape, name="image")
+    if stem == "cifar":
+        h = keras.layers.Conv2D(64, 3, padding="same", use_bias=False)(x_in)
+    else:
+        h = keras.layers.Conv2D(64, 7, strides=2, padding="same", use_bias=False)(x_in)
+    h = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(h)
+    h = keras.layers.ReLU()(h)
+    if stem == "imagenet":
+        h = keras.layers.MaxPooling2D(3, strides=2, padding="same")(h)
+    for stage, (filters, count) in enumerate(zip((64, 128, 256, 512), repeats)):
+        for i in range(count):
+            h = block(h, filters, strides=2 if (i == 0 and stage > 0) else 1)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    logits = keras.layers.Dense(num_classes, name="logits")(h)
+    return keras.Model(x_in, logits, name=name or f"resnet{depth}")
+
+
+CLASSIFIERS: dict[str, Callable[..., keras.Model]] = {
+    "small_cnn": build_small_cnn,
+    "mlp": build_mlp_classifier,
+    "resnet18": lambda shape, classes, **kw: build_resnet(shape, classes, 18, **kw),
+    "resnet34": lambda shape, classes, **kw: build_resnet(shape, classes, 34, **kw),
+    "resnet50": lambda shape, classes, **kw: build_resnet(shape, classes, 50, **kw),
+}
+
+
+def build_classifier(
+    name: str, input_shape: Sequence[int], num_classes: int, **kwargs
+) -> keras.Model:
+    """Builds one of `CLASSIFIERS` by name; kwargs go to its builder (e.g. stem)."""
+    if name not in CLASSIFIERS:
+        raise ValueError(
+            f"Unknown classifier {name!r}; choose one of {sorted(CLASSIFIERS)}, "
+            "or pass your own keras.Model to CausalNL."
+        )
+    return CLASSIFIERS[name](tuple(input_shape), num_classes, **kwargs)
