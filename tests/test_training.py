@@ -1,0 +1,115 @@
+"""Training from a config into a work directory, in process and from the command line."""
+
+import csv
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from tf_causalnl import CausalNL, data, training
+from tf_causalnl.config import base_config
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _tiny_dataset(data_dir=None):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(96, 8, 8, 1), dtype=np.uint8)
+    y = rng.integers(0, 3, size=96)
+    return data.Dataset("tiny", x[:64], y[:64], x[64:], y[64:], 3)
+
+
+def _tiny_config(epochs):
+    config = base_config()
+    config.data.name = "tiny"
+    config.model.classifier = "small_cnn"
+    config.model.z_dim = 2
+    config.model.ramp_epochs = 2
+    config.noise.rate = 0.3
+    config.model.forget_rate = 0.3
+    config.train.epochs = epochs
+    config.train.batch_size = 16
+    config.train.eval_batch_size = 32
+    config.train.verbose = 0
+    return config
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_writes_the_work_directory_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.setitem(data.LOADERS, "tiny", _tiny_dataset)
+    workdir = str(tmp_path / "run")
+    results = training.train(_tiny_config(epochs=2), workdir)
+
+    for name in ("config.json", "noise.json", "noisy_labels.npy", "metrics.csv", "model.keras",
+                 "checkpoint.keras", "results.json"):
+        assert os.path.exists(os.path.join(workdir, name)), name
+    assert os.listdir(os.path.join(workdir, "tensorboard"))
+    noisy = np.load(os.path.join(workdir, "noisy_labels.npy"))
+    clean = _tiny_dataset().y_train
+    report = json.load(open(os.path.join(workdir, "noise.json")))
+    assert report["realized_rate"] == pytest.approx(np.mean(noisy != clean))
+    rows = _rows(os.path.join(workdir, "metrics.csv"))
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    for column in ("loss", "reconstruction", "kl_z", "coteaching", "accuracy", "clean_accuracy",
+                   "selection_precision", "val_accuracy", "forget_rate"):
+        assert column in rows[0], column
+    accuracy = [float(r["val_accuracy"]) for r in rows]
+    assert results["clean_test_accuracy_last"] == pytest.approx(accuracy[-1])
+    assert results["clean_test_accuracy_mean_last_10"] == pytest.approx(np.mean(accuracy))
+    model = keras.saving.load_model(os.path.join(workdir, "model.keras"))
+    assert isinstance(model, CausalNL)
+    x_test = _tiny_dataset().x_test
+    logs = model.evaluate(x_test, _tiny_dataset().y_test, verbose=0, return_dict=True)
+    assert logs["accuracy"] == pytest.approx(accuracy[-1])
+
+    # Rerunning a finished run adds nothing; with more epochs it continues.
+    again = training.train(_tiny_config(epochs=2), workdir)
+    assert [r["epoch"] for r in _rows(os.path.join(workdir, "metrics.csv"))] == ["0", "1"]
+    assert again["clean_test_accuracy_last"] == results["clean_test_accuracy_last"]
+    training.train(_tiny_config(epochs=3), workdir)
+    rows = _rows(os.path.join(workdir, "metrics.csv"))
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]
+    assert float(rows[2]["forget_rate"]) == pytest.approx(0.3)
+
+
+def test_unknown_method_and_classifier_name_the_valid_ones(monkeypatch):
+    config = _tiny_config(epochs=1)
+    config.model.method = "mixup"
+    with pytest.raises(ValueError, match=r"Unknown method 'mixup'; choose one of \['causalnl'\]"):
+        training.build_model(config, (8, 8, 1), 3)
+    config.model.method = "causalnl"
+    config.model.classifier = "vgg"
+    with pytest.raises(ValueError, match="Unknown classifier 'vgg'; choose one of"):
+        training.build_model(config, (8, 8, 1), 3)
+
+
+@pytest.mark.skipif(
+    not os.path.exists(os.path.join(data.DEFAULT_FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz")),
+    reason="needs the FashionMNIST files: apt-get install dataset-fashion-mnist",
+)
+def test_command_line_trains_the_cpu_config_with_overrides(tmp_path):
+    workdir = tmp_path / "cli"
+    command = [
+        sys.executable, str(ROOT / "scripts" / "train.py"),
+        "--config", str(ROOT / "configs" / "fmnist_idn45_cpu.py"),
+        "--workdir", str(workdir),
+        "--config.data.train_size=256", "--config.data.test_size=200",
+        "--config.train.epochs=1", "--config.train.batch_size=64",
+        "--config.noise.rate=0.2", "--config.train.verbose=0",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "clean test accuracy:" in done.stdout
+    config = json.load(open(workdir / "config.json"))
+    assert config["noise"]["rate"] == 0.2 and config["data"]["train_size"] == 256
+    results = json.load(open(workdir / "results.json"))
+    assert results["epochs"] == 1 and 0.0 <= results["clean_test_accuracy_last"] <= 1.0

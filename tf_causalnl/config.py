@@ -1,0 +1,53 @@
+"""The default configuration: every key a training config can set.
+
+Each experiment in `configs/` starts from `base_config()` and changes what it
+needs; command-line overrides such as `--config.noise.rate=0.5` apply on top.
+Defaults are the paper's (Section 4.1, Appendices B and C) where it gives one.
+"""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "fashion_mnist"  # see tf_causalnl.data.LOADERS
+    config.data.data_dir = ""  # "" = the loader's default location
+    config.data.train_size = 0  # 0 = all training examples; else a seeded subset
+    config.data.test_size = 0  # 0 = the whole test set; else its first test_size
+    config.data.augment = True  # random crop and horizontal flip (Section 4.1)
+    config.data.crop_padding = 4
+    config.data.flip = True
+
+    config.noise = ml_collections.ConfigDict()
+    config.noise.type = "idn"  # see tf_causalnl.noise.NOISE_TYPES
+    config.noise.rate = 0.45
+    config.noise.std = 0.1  # spread of the per-example flip rate (IDN)
+    config.noise.match_rate = True  # IDN: realised mean rate = requested rate
+    # IDN projects flattened pixels scaled by this; 1.0 = raw 0-255 values, as
+    # the public CausalNL code does (it makes the noise nearly one-hot per image).
+    config.noise.feature_scale = 1.0
+
+    config.model = ml_collections.ConfigDict()
+    config.model.method = "causalnl"  # see tf_causalnl.training.METHODS
+    config.model.classifier = "resnet18"  # see tf_causalnl.networks.CLASSIFIERS
+    config.model.resnet_stem = "cifar"  # or "imagenet" (the paper code's layout)
+    config.model.z_dim = 25
+    config.model.beta0 = 0.1  # reconstruction
+    config.model.beta1 = 0.1  # noisy-label likelihood
+    config.model.beta2 = 1e-5  # entropy of q(Y|X)
+    config.model.beta3 = 0.01  # KL of q(Z|X,Y)
+    config.model.forget_rate = 0.45  # co-teaching's final forget rate
+    config.model.ramp_epochs = 10
+    config.model.temperature = 1.0  # Gumbel-softmax
+
+    config.train = ml_collections.ConfigDict()
+    config.train.epochs = 150
+    config.train.batch_size = 128
+    config.train.eval_batch_size = 1000
+    config.train.learning_rate = 1e-3  # Adam
+    config.train.strategy = "default"  # see tf_causalnl.training.STRATEGIES
+    config.train.verbose = 1  # Keras progress bar; 2 = one line per epoch
+    return config
