@@ -385,6 +385,14 @@ def test_vectors_are_not_augmented():
     assert out.dtype == np.float32 and y.dtype == np.int32
 
 
+@pytest.mark.parametrize("drop_remainder, expected", [(True, 3), (False, 4)])
+def test_train_dataset_knows_its_number_of_batches(drop_remainder, expected):
+    ds = data.train_dataset(images(), np.zeros(16), batch_size=5, seed=0,
+                            drop_remainder=drop_remainder)
+    assert int(ds.cardinality()) == expected
+    assert len(batches(ds)) == expected
+
+
 @pytest.mark.parametrize("batch_size", [17, 0])
 def test_batch_size_larger_than_data_raises(batch_size):
     with pytest.raises(ValueError, match=f"batch_size={batch_size} gives no batch from 16"):

@@ -406,6 +406,10 @@ def train_dataset(x: np.ndarray, noisy_labels: np.ndarray,
     ds = tf.data.Dataset.zip(indices.batch(batch_size, drop_remainder=drop_remainder),
                              batch_seeds.batch(2))
     ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    # flat_map hides the epoch's length; Keras needs it for its progress bar
+    # and to know an epoch ended without running off the data.
+    num_batches = n // batch_size if drop_remainder else -(-n // batch_size)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(num_batches))
     return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
 
