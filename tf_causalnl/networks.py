@@ -60,6 +60,18 @@ def _conv_features(x, depth: int):
     return keras.layers.Flatten()(x)
 
 
+def _xy_trunk(input_shape, num_classes, depth, hidden_units):
+    """Inputs (x, y) and the features both q(Z|X,Y) and p(Y~|Y,X) read them into."""
+    x_in = keras.Input(input_shape, name="x")
+    y_in = keras.Input((num_classes,), name="y")
+    if _is_image(input_shape):
+        h = _with_label_plane(x_in, y_in, input_shape)
+        h = _conv_features(h, depth or default_vae_depth(input_shape))
+    else:
+        h = _mlp(keras.layers.Concatenate()([x_in, y_in]), hidden_units)
+    return [x_in, y_in], h
+
+
 def build_latent_encoder(
     input_shape: Sequence[int],
     num_classes: int,
@@ -69,16 +81,10 @@ def build_latent_encoder(
     name: str = "latent_encoder",
 ) -> keras.Model:
     """q(Z|X,Y): (x, y) -> (mean, log-variance) of a diagonal Gaussian over Z."""
-    x_in = keras.Input(input_shape, name="x")
-    y_in = keras.Input((num_classes,), name="y")
-    if _is_image(input_shape):
-        h = _with_label_plane(x_in, y_in, input_shape)
-        h = _conv_features(h, depth or default_vae_depth(input_shape))
-    else:
-        h = _mlp(keras.layers.Concatenate()([x_in, y_in]), hidden_units)
+    inputs, h = _xy_trunk(input_shape, num_classes, depth, hidden_units)
     mean = keras.layers.Dense(z_dim, name="z_mean")(h)
     log_variance = keras.layers.Dense(z_dim, name="z_log_variance")(h)
-    return keras.Model([x_in, y_in], [mean, log_variance], name=name)
+    return keras.Model(inputs, [mean, log_variance], name=name)
 
 
 def build_decoder(
@@ -128,15 +134,9 @@ def build_noisy_label_decoder(
     name: str = "noisy_label_decoder",
 ) -> keras.Model:
     """p(Y~|Y,X): (x, y) -> logits of the noisy label (fed the reconstruction x1)."""
-    x_in = keras.Input(input_shape, name="x")
-    y_in = keras.Input((num_classes,), name="y")
-    if _is_image(input_shape):
-        h = _with_label_plane(x_in, y_in, input_shape)
-        h = _conv_features(h, depth or default_vae_depth(input_shape))
-    else:
-        h = _mlp(keras.layers.Concatenate()([x_in, y_in]), hidden_units)
+    inputs, h = _xy_trunk(input_shape, num_classes, depth, hidden_units)
     logits = keras.layers.Dense(num_classes, name="noisy_logits")(h)
-    return keras.Model([x_in, y_in], logits, name=name)
+    return keras.Model(inputs, logits, name=name)
 
 
 # ----------------------------------------------------------------------------

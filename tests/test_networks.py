@@ -1,0 +1,69 @@
+"""Shapes and sizes of the networks of Appendix C and the classifiers."""
+
+import keras
+import numpy as np
+import pytest
+
+from tf_causalnl import networks
+
+
+def _trainable(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+@pytest.mark.parametrize(
+    "shape, depth",
+    [((28, 28, 1), 4), ((32, 32, 3), 4), ((8, 8, 1), 4), ((72, 100, 3), 5), ((224, 224, 3), 5)],
+)
+def test_image_networks_fit_the_image(shape, depth):
+    assert networks.default_vae_depth(shape) == depth
+    encoder = networks.build_latent_encoder(shape, 10, 25)
+    decoder = networks.build_decoder(shape, 10, 25)
+    noisy = networks.build_noisy_label_decoder(shape, 10)
+    assert [tuple(o.shape) for o in encoder.outputs] == [(None, 25), (None, 25)]
+    assert tuple(decoder.output.shape) == (None, *shape)
+    assert tuple(noisy.output.shape) == (None, 10)
+    strided = [l for l in encoder.layers if isinstance(l, keras.layers.Conv2D)]
+    assert [l.filters for l in strided] == [32, 64, 128, 256, 512][:depth]
+    transposed = [l for l in decoder.layers if isinstance(l, keras.layers.Conv2DTranspose)]
+    assert len(transposed) == depth
+
+
+def test_decoder_outputs_images_in_the_unit_interval():
+    decoder = networks.build_decoder((28, 28, 1), 3, 2)
+    out = decoder.predict([np.random.normal(size=(4, 2)) * 10, np.eye(3)[[0, 1, 2, 0]]], verbose=0)
+    assert out.shape == (4, 28, 28, 1) and out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_vector_networks_are_mlps():
+    encoder = networks.build_latent_encoder((2,), 2, 1)
+    decoder = networks.build_decoder((2,), 2, 1)
+    noisy = networks.build_noisy_label_decoder((2,), 2)
+    assert not any(isinstance(l, keras.layers.Conv2D) for m in (encoder, decoder, noisy) for l in m.layers)
+    assert tuple(decoder.output.shape) == (None, 2)
+    assert tuple(noisy.output.shape) == (None, 2)
+
+
+@pytest.mark.parametrize("name, params", [("resnet18", 11_173_962), ("resnet34", 21_282_122), ("resnet50", 23_520_842)])
+def test_cifar_resnets_have_the_standard_size(name, params):
+    # The trainable parameters of the common CIFAR ResNets with 10 classes.
+    model = networks.build_classifier(name, (32, 32, 3), 10)
+    assert _trainable(model) == params
+    assert tuple(model.output.shape) == (None, 10)
+
+
+def test_imagenet_stem_downsamples_by_four_before_the_blocks():
+    model = networks.build_resnet((32, 32, 3), 10, 18, stem="imagenet")
+    pool = next(l for l in model.layers if isinstance(l, keras.layers.MaxPooling2D))
+    assert tuple(pool.output.shape) == (None, 8, 8, 64)
+    # Same blocks as the CIFAR stem; only the first convolution is 7x7.
+    assert _trainable(model) == 11_173_962 + (7 * 7 - 3 * 3) * 3 * 64
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(ValueError, match=r"Unknown classifier 'vgg'; choose one of \['mlp', 'resnet18'"):
+        networks.build_classifier("vgg", (28, 28, 1), 10)
+    with pytest.raises(ValueError, match="depth must be one of"):
+        networks.build_resnet((32, 32, 3), 10, depth=101)
+    with pytest.raises(ValueError, match="stem must be"):
+        networks.build_resnet((32, 32, 3), 10, stem="vit")
