@@ -14,7 +14,8 @@ user's own script can do the same in a few lines. The work directory gets:
                        when given more epochs)
   checkpoint.keras     the model after the last completed epoch
   model.keras          the final model
-  results.json         clean test accuracy: last epoch and mean of the last 10
+  results.json         clean test accuracy: last epoch, and mean of the last 10
+                       (of all epochs when there are fewer)
 """
 
 import csv
@@ -134,6 +135,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         validation_data=test_ds,
         callbacks=callbacks,
         verbose=config.train.verbose,
+        shuffle=False,  # train_ds shuffles each epoch itself; this silences Keras' warning
     )
     model.save(os.path.join(workdir, "model.keras"))
 
