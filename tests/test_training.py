@@ -92,6 +92,14 @@ def test_unknown_method_and_classifier_name_the_valid_ones(monkeypatch):
         training.build_model(config, (8, 8, 1), 3)
 
 
+def test_unknown_strategy_is_refused_before_anything_is_written(tmp_path):
+    config = _tiny_config(epochs=1)
+    config.train.strategy = "tpu"
+    with pytest.raises(ValueError, match=r"Unknown strategy 'tpu'; choose one of \['default', 'mirrored'\]"):
+        training.train(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.skipif(
     not os.path.exists(os.path.join(data.DEFAULT_FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz")),
     reason="needs the FashionMNIST files: apt-get install dataset-fashion-mnist",

@@ -97,19 +97,25 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     A rerun on the same work directory resumes from the last completed epoch.
     """
+    if config.train.strategy not in STRATEGIES:
+        raise ValueError(
+            f"Unknown strategy {config.train.strategy!r}; choose one of {sorted(STRATEGIES)}."
+        )
     os.makedirs(workdir, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     _write_json(os.path.join(workdir, "config.json"), config.to_dict())
 
     dataset, noisy, report = load_noisy_data(config)
     np.save(os.path.join(workdir, "noisy_labels.npy"), noisy)
-    _write_json(os.path.join(workdir, "noise.json"), {"type": config.noise.type, "requested_rate": config.noise.rate, **report.to_dict()})
+    _write_json(
+        os.path.join(workdir, "noise.json"),
+        {"type": config.noise.type, "requested_rate": config.noise.rate, **report.to_dict()},
+    )
 
     strategy = STRATEGIES[config.train.strategy]()
-    batch_size = config.train.batch_size
     train_ds = data.train_dataset(
         dataset.x_train, noisy, dataset.y_train,
-        batch_size=batch_size,
+        batch_size=config.train.batch_size,
         seed=config.seed,
         augment=config.data.augment,
         crop_padding=config.data.crop_padding,
