@@ -182,3 +182,16 @@ def test_a_user_schedule_is_not_doubled():
     history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[schedule])
     assert schedule.model is model
     np.testing.assert_allclose(history.history["forget_rate"], [0.0, 0.2], rtol=1e-6)
+
+
+def test_fit_passes_exactly_one_schedule_to_keras(monkeypatch):
+    """The user's schedule is kept as the only one; without one, ours goes first."""
+    passed = []
+    monkeypatch.setattr(keras.Model, "fit", lambda self, *a, callbacks=None, **k: passed.append(callbacks))
+    model = _model()
+    logger = keras.callbacks.CSVLogger("unused.csv")
+    mine = ForgetRateSchedule()
+    model.fit(callbacks=[logger, mine])
+    model.fit(callbacks=[logger])
+    assert passed[0] == [logger, mine]
+    assert isinstance(passed[1][0], ForgetRateSchedule) and passed[1][1:] == [logger]
