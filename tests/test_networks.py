@@ -29,6 +29,18 @@ def test_image_networks_fit_the_image(shape, depth):
     assert len(transposed) == depth
 
 
+def test_vae_width_sets_the_maps_of_every_conv_layer():
+    encoder = networks.build_latent_encoder((28, 28, 1), 10, 25, width=16)
+    decoder = networks.build_decoder((28, 28, 1), 10, 25, width=16)
+    strided = [l.filters for l in encoder.layers if isinstance(l, keras.layers.Conv2D)]
+    transposed = [l.filters for l in decoder.layers if isinstance(l, keras.layers.Conv2DTranspose)]
+    assert strided == [16, 32, 64, 128]
+    assert transposed == [64, 32, 16, 16]
+    assert tuple(decoder.output.shape) == (None, 28, 28, 1)
+    with pytest.raises(ValueError, match="positive number of maps"):
+        networks.build_latent_encoder((28, 28, 1), 10, 25, width=0)
+
+
 def test_decoder_outputs_images_in_the_unit_interval():
     decoder = networks.build_decoder((28, 28, 1), 3, 2)
     out = decoder.predict([np.random.normal(size=(4, 2)) * 10, np.eye(3)[[0, 1, 2, 0]]], verbose=0)

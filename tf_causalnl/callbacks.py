@@ -29,3 +29,15 @@ class ForgetRateSchedule(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["forget_rate"] = float(self.model.forget_rate_variable.numpy())
+
+
+def with_forget_rate_schedule(callbacks) -> list:
+    """`callbacks` as a list, with a `ForgetRateSchedule` first unless one is there.
+
+    Models with a forget rate call this in `fit`; first, so that loggers such
+    as `CSVLogger` see the `forget_rate` it adds to the epoch's logs.
+    """
+    callbacks = list(callbacks or [])
+    if not any(isinstance(c, ForgetRateSchedule) for c in callbacks):
+        callbacks.insert(0, ForgetRateSchedule())
+    return callbacks

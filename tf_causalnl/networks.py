@@ -20,7 +20,16 @@ import keras
 
 BN_MOMENTUM = 0.9
 LEAKY_SLOPE = 0.01
-CONV_FILTERS = (32, 64, 128, 256, 512)
+#: Maps of the first stride-2 layer of q(Z|X,Y) and p(Y~|Y,X); each next layer
+#: doubles them (32/64/128/256, then 512: Appendix C). p(X|Y,Z) mirrors them.
+VAE_WIDTH = 32
+
+
+def conv_filters(width: int, depth: int) -> tuple[int, ...]:
+    """Maps of the `depth` stride-2 layers: `width`, doubling per layer."""
+    if int(width) < 1:
+        raise ValueError(f"The VAE width must be a positive number of maps, got {width}.")
+    return tuple(int(width) * 2**i for i in range(depth))
 
 
 def default_vae_depth(input_shape: Sequence[int]) -> int:
@@ -54,19 +63,19 @@ def _with_label_plane(image, label, input_shape):
     return keras.layers.Concatenate(axis=-1)([image, plane])
 
 
-def _conv_features(x, depth: int):
-    for filters in CONV_FILTERS[:depth]:
+def _conv_features(x, depth: int, width: int):
+    for filters in conv_filters(width, depth):
         x = _conv_bn_act(x, filters, strides=2)
     return keras.layers.Flatten()(x)
 
 
-def _xy_trunk(input_shape, num_classes, depth, hidden_units):
+def _xy_trunk(input_shape, num_classes, depth, width, hidden_units):
     """Inputs (x, y) and the features both q(Z|X,Y) and p(Y~|Y,X) read them into."""
     x_in = keras.Input(input_shape, name="x")
     y_in = keras.Input((num_classes,), name="y")
     if _is_image(input_shape):
         h = _with_label_plane(x_in, y_in, input_shape)
-        h = _conv_features(h, depth or default_vae_depth(input_shape))
+        h = _conv_features(h, depth or default_vae_depth(input_shape), width)
     else:
         h = _mlp(keras.layers.Concatenate()([x_in, y_in]), hidden_units)
     return [x_in, y_in], h
@@ -78,10 +87,11 @@ def build_latent_encoder(
     z_dim: int,
     depth: int | None = None,
     hidden_units: Sequence[int] = (64, 64),
+    width: int = VAE_WIDTH,
     name: str = "latent_encoder",
 ) -> keras.Model:
     """q(Z|X,Y): (x, y) -> (mean, log-variance) of a diagonal Gaussian over Z."""
-    inputs, h = _xy_trunk(input_shape, num_classes, depth, hidden_units)
+    inputs, h = _xy_trunk(input_shape, num_classes, depth, width, hidden_units)
     mean = keras.layers.Dense(z_dim, name="z_mean")(h)
     log_variance = keras.layers.Dense(z_dim, name="z_log_variance")(h)
     return keras.Model(inputs, [mean, log_variance], name=name)
@@ -93,12 +103,13 @@ def build_decoder(
     z_dim: int,
     depth: int | None = None,
     hidden_units: Sequence[int] = (64, 64),
+    width: int = VAE_WIDTH,
     name: str = "decoder",
 ) -> keras.Model:
     """p(X|Y,Z): (z, y) -> reconstruction of x.
 
     Images: a dense layer to a small grid of the widest maps, `depth` stride-2
-    transposed convolutions (256/128/64/32 for depth 4), a 3x3 convolution to
+    transposed convolutions (256/128/64/32 for depth 4 and width 32), a 3x3 convolution to
     the image's channels with a sigmoid (inputs are scaled to [0, 1]), and a
     centre crop to the image size (28 is reached as 32 cropped by 2 each side).
     Vectors: an MLP with a linear output.
@@ -112,15 +123,15 @@ def build_decoder(
         return keras.Model([z_in, y_in], out, name=name)
 
     depth = depth or default_vae_depth(output_shape)
-    height, width, channels = output_shape
-    grid_h, grid_w = math.ceil(height / 2**depth), math.ceil(width / 2**depth)
-    filters = CONV_FILTERS[:depth][::-1]
+    height, image_width, channels = output_shape
+    grid_h, grid_w = math.ceil(height / 2**depth), math.ceil(image_width / 2**depth)
+    filters = conv_filters(width, depth)[::-1]
     h = keras.layers.Dense(grid_h * grid_w * filters[0])(h)
     h = keras.layers.Reshape((grid_h, grid_w, filters[0]))(h)
     for f in filters[1:] + (filters[-1],):
         h = _conv_bn_act(h, f, strides=2, transpose=True)
     h = keras.layers.Conv2D(channels, 3, padding="same", activation="sigmoid")(h)
-    extra_h, extra_w = grid_h * 2**depth - height, grid_w * 2**depth - width
+    extra_h, extra_w = grid_h * 2**depth - height, grid_w * 2**depth - image_width
     crop = ((extra_h // 2, extra_h - extra_h // 2), (extra_w // 2, extra_w - extra_w // 2))
     out = keras.layers.Cropping2D(crop, name="reconstruction")(h)
     return keras.Model([z_in, y_in], out, name=name)
@@ -131,10 +142,11 @@ def build_noisy_label_decoder(
     num_classes: int,
     depth: int | None = None,
     hidden_units: Sequence[int] = (64, 64),
+    width: int = VAE_WIDTH,
     name: str = "noisy_label_decoder",
 ) -> keras.Model:
     """p(Y~|Y,X): (x, y) -> logits of the noisy label (fed the reconstruction x1)."""
-    inputs, h = _xy_trunk(input_shape, num_classes, depth, hidden_units)
+    inputs, h = _xy_trunk(input_shape, num_classes, depth, width, hidden_units)
     logits = keras.layers.Dense(num_classes, name="noisy_logits")(h)
     return keras.Model(inputs, logits, name=name)
 
@@ -265,3 +277,22 @@ def build_classifier(
             "or pass your own keras.Model to CausalNL."
         )
     return CLASSIFIERS[name](tuple(input_shape), num_classes, **kwargs)
+
+
+def check_classifier(classifier: keras.Model) -> None:
+    """Raises a clear error unless `classifier` is a built Keras model ending in logits."""
+    if not isinstance(classifier, keras.Model):
+        raise TypeError(f"classifier must be a keras.Model, got {type(classifier).__name__}.")
+    if not classifier.built:
+        raise ValueError(
+            "The classifier is not built, so its input shape is unknown. Start "
+            "it with keras.Input(shape=...) or call "
+            "classifier.build((None, *input_shape)) first."
+        )
+    last = classifier.layers[-1] if classifier.layers else None
+    if getattr(last, "activation", None) is keras.activations.softmax:
+        raise ValueError(
+            f"The classifier's last layer ({last.name}) applies a softmax, but "
+            "the model needs logits. Use a linear output layer; the model's "
+            "predict() returns the probabilities."
+        )
