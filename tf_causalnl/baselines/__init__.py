@@ -1,0 +1,17 @@
+"""The eight label-noise baselines of Section 4.1, each a Keras model trained by `fit()`.
+
+  NoisyLabelClassifier   CE: cross-entropy on the noisy labels
+  CoTeaching             Han et al. 2018
+  Decoupling             Malach & Shalev-Shwartz 2017
+  MentorNet              the predefined-curriculum (self-paced) MentorNet of Jiang et al. 2018
+  Mixup                  Zhang et al. 2018
+  Forward                Patrini et al. 2017
+  Reweight               Liu & Tao 2016
+  TRevision              Xia et al. 2019
+"""
+
+from tf_causalnl.baselines.base import NoisyLabelClassifier
+from tf_causalnl.baselines.coteaching import CoTeaching, Decoupling
+from tf_causalnl.baselines.loss_correction import Forward, Reweight, TRevision
+from tf_causalnl.baselines.mentornet import MentorNet
+from tf_causalnl.baselines.mixup import Mixup

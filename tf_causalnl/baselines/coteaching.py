@@ -1,0 +1,373 @@
+"""The two-network baselines of Section 4.1: Co-teaching and Decoupling.
+
+Both train two copies of the classifier on each batch and differ only in which
+examples each copy learns from:
+
+- Co-teaching (Han et al., "Co-teaching: Robust Training of Deep Neural
+  Networks with Extremely Noisy Labels", NeurIPS 2018, Algorithm 1): each
+  network keeps its small-loss examples and its peer is trained on them.
+- Decoupling (Malach & Shalev-Shwartz, "Decoupling 'when to update' from 'how
+  to update'", NeurIPS 2017, Algorithm 1): both networks are trained only on
+  the examples where their predicted classes disagree.
+
+The selection maths are pure functions of tensors (`losses.coteaching` and the
+functions below); `train_step` is the same for both models.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_causalnl import losses, networks, transition
+from tf_causalnl.baselines.base import reject_sample_weight, split_labels
+from tf_causalnl.callbacks import with_forget_rate_schedule
+from tf_causalnl.data import to_float
+
+#: The smallest share of the batch Decoupling divides by: the authors' code
+#: (github.com/emalach/UpdateByDisagreement, train.py, `min_batch_size`)
+#: divides the disagreement set's summed loss by max(|set|, 0.1 * batch).
+DEFAULT_MIN_UPDATE_FRACTION = 0.1
+
+
+def disagreement_mask(logits1: tf.Tensor, logits2: tf.Tensor) -> tf.Tensor:
+    """A 0/1 float mask of the examples whose predicted classes differ.
+
+    Decoupling's "when to update" rule (Malach & Shalev-Shwartz 2017,
+    Algorithm 1): the networks are updated on the examples where
+    argmax h1(x) != argmax h2(x). The mask carries no gradient.
+
+    Args:
+      logits1, logits2: (batch, classes) outputs of the two networks.
+
+    Returns:
+      (batch,) float32 mask, 1.0 where the two argmax predictions differ.
+    """
+    predicted1 = tf.argmax(logits1, axis=-1)
+    predicted2 = tf.argmax(logits2, axis=-1)
+    return tf.stop_gradient(tf.cast(tf.not_equal(predicted1, predicted2), tf.float32))
+
+
+def decoupling_losses(
+    logits1: tf.Tensor,
+    logits2: tf.Tensor,
+    labels: tf.Tensor,
+    min_update_fraction: float = DEFAULT_MIN_UPDATE_FRACTION,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Decoupling's per-example losses: cross-entropy on the disagreement set.
+
+    Algorithm 1 of Malach & Shalev-Shwartz (2017) hands the disagreement set
+    S of a mini-batch to the base update rule, i.e. trains each network on the
+    mean loss over S. The authors' code floors the divisor at a share of the
+    batch, so a batch with one or two disagreements does not take a full
+    learning-rate step on them alone:
+
+        loss_k = sum_{n in S} CE(logits_k[n], labels[n]) / max(|S|, f * batch)
+
+    with f = `min_update_fraction`. Each example's term is scaled by
+    batch / max(|S|, f * batch), so averaging the returned values over the
+    batch (`tf.nn.compute_average_loss`) gives loss_k. f = 1 gives the sum over
+    S divided by the batch; f -> 0 the plain mean over S. The loss is 0 when
+    the networks agree on every example.
+
+    Args:
+      logits1, logits2: (batch, classes) outputs of the two networks.
+      labels: (batch,) integer (noisy) labels.
+      min_update_fraction: f above, in [0, 1].
+
+    Returns:
+      (loss1, loss2, mask): per-example losses of networks 1 and 2 and the
+      disagreement mask.
+    """
+    mask = disagreement_mask(logits1, logits2)
+    batch = tf.cast(tf.shape(mask)[0], tf.float32)
+    divisor = tf.maximum(tf.reduce_sum(mask), tf.maximum(min_update_fraction * batch, 1.0))
+    scale = mask * batch / divisor
+    return losses.cross_entropy(logits1, labels) * scale, losses.cross_entropy(logits2, labels) * scale, mask
+
+
+class _TwoNetworks(keras.Model):
+    """What Co-teaching and Decoupling share: two networks, one `train_step`.
+
+    Subclasses define `per_example_losses`, which says which examples each
+    network learns from. Both networks are updated by one optimizer on the sum
+    of their losses (the logged `loss`); each network's gradient is that of its
+    own loss, so this is the same as two optimizers (except for a global
+    `clipnorm`). `test_step` logs network 1's plain cross-entropy and accuracy
+    on the given labels, so `val_accuracy` is the clean test accuracy. Under a
+    `tf.distribute` strategy each replica selects and normalises within its
+    own share of the batch, as `CausalNL` does.
+    """
+
+    def __init__(self, classifier: keras.Model, *, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        networks.check_classifier(classifier)
+        self.seed = int(seed)
+        self.classifiers = [classifier, _fresh_clone(classifier, type(self).__name__)]
+        mean = keras.metrics.Mean
+        self.loss_tracker = mean(name="loss")
+        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.clean_accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="clean_accuracy")
+        self.selection_precision_tracker = mean(name="selection_precision")
+        self.built = True
+
+    @property
+    def classifier(self) -> keras.Model:
+        """Network 1: the classifier the user passed in and keeps."""
+        return self.classifiers[0]
+
+    @property
+    def metrics(self):
+        return [
+            self.loss_tracker,
+            self.accuracy_tracker,
+            self.clean_accuracy_tracker,
+            self.selection_precision_tracker,
+        ]
+
+    def build(self, input_shape=None):
+        # Both networks are built in __init__, so the optimizer and
+        # BackupAndRestore see every variable from the start.
+        self.built = True
+
+    def call(self, inputs, training=False):
+        """Network 1's class probabilities."""
+        return keras.ops.softmax(self.classifier(to_float(inputs), training=training))
+
+    def per_example_losses(
+        self, logits1: tf.Tensor, logits2: tf.Tensor, labels: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor, tuple[tf.Tensor, ...]]:
+        """(loss1, loss2, selections): per-example losses of the two networks,
+        scaled so that their batch mean is the method's loss, and the 0/1
+        masks of the examples the networks are trained on."""
+        raise NotImplementedError
+
+    def train_step(self, data):
+        x, labels, clean = _unpack(data)
+        with tf.GradientTape() as tape:
+            logits1 = self.classifiers[0](x, training=True)
+            logits2 = self.classifiers[1](x, training=True)
+            loss1, loss2, selections = self.per_example_losses(logits1, logits2, labels)
+            # Divided by the global batch: Keras sums gradients over replicas.
+            loss = tf.nn.compute_average_loss(loss1 + loss2) + self._regularization()
+        gradients = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        logs = self._update_trackers(loss, logits1, labels, clean)
+        return {**logs, **self._selection_logs(selections, labels, clean)}
+
+    def test_step(self, data):
+        x, labels, clean = _unpack(data)
+        logits1 = self.classifiers[0](x, training=False)
+        loss = tf.nn.compute_average_loss(losses.cross_entropy(logits1, labels))
+        logs = self._update_trackers(loss, logits1, labels, clean)
+        return {**logs, **self._evaluation_logs(x, logits1)}
+
+    def _selection_logs(self, selections, labels, clean) -> dict:
+        """Diagnostics of the examples the networks were trained on."""
+        if clean is None:
+            return {}
+        correct = tf.cast(tf.equal(tf.cast(labels, tf.int32), tf.cast(clean, tf.int32)), tf.float32)
+        for mask in selections:
+            self.selection_precision_tracker.update_state(correct, sample_weight=mask)
+        return {"selection_precision": self.selection_precision_tracker.result()}
+
+    def _evaluation_logs(self, x, logits1) -> dict:
+        """Method-specific diagnostics of `test_step` (none by default)."""
+        return {}
+
+    def _update_trackers(self, loss, logits, labels, clean) -> dict:
+        # The loss is divided by the global batch; log the mean per example.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self.loss_tracker.update_state(loss * replicas)
+        self.accuracy_tracker.update_state(labels, logits)
+        logs = {"loss": self.loss_tracker.result(), "accuracy": self.accuracy_tracker.result()}
+        if clean is not None:
+            self.clean_accuracy_tracker.update_state(clean, logits)
+            logs["clean_accuracy"] = self.clean_accuracy_tracker.result()
+        return logs
+
+    def _regularization(self):
+        """Layers' own losses (weight decay) of both networks, divided by the replicas."""
+        if not self.losses:
+            return 0.0
+        return tf.add_n(self.losses) / tf.distribute.get_strategy().num_replicas_in_sync
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "classifier": keras.saving.serialize_keras_object(self.classifier),
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["classifier"] = keras.saving.deserialize_keras_object(config["classifier"])
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="tf_causalnl")
+class CoTeaching(_TwoNetworks):
+    """Co-teaching (Han et al., NeurIPS 2018): two networks teach each other.
+
+    Each network ranks the batch by its own cross-entropy on the noisy labels
+    and keeps the round((1 - R(T)) * batch) small-loss examples; its peer is
+    trained on them (Algorithm 1, lines 4-7). R(T) rises linearly from 0 to
+    `forget_rate` over `ramp_epochs` epochs (`callbacks.ForgetRateSchedule`,
+    which `fit` adds). `call` returns network 1's probabilities.
+
+    Example:
+      >>> classifier = tf_causalnl.networks.build_small_cnn((28, 28, 1), 10)
+      >>> model = CoTeaching(classifier, forget_rate=0.45)
+      >>> model.compile(optimizer="adam")
+      >>> model.fit(x_train, noisy_labels, validation_data=(x_test, y_test))
+
+    Labels are integer class ids, or {"noisy": ..., "clean": ...}; clean labels
+    only feed `clean_accuracy` and `selection_precision` (the share of
+    selected examples whose noisy label is correct), never the loss. The
+    logged `loss` is the sum of the two networks' losses.
+
+    Args:
+      classifier: a built Keras model from inputs to logits (no softmax);
+        network 2 is a fresh clone (`keras.models.clone_model`), so it must be
+        functional or Sequential.
+      forget_rate: the final forget rate tau, in [0, 1); typically the noise
+        rate.
+      ramp_epochs: T_k, the epochs over which the forget rate rises (10 in
+        the paper).
+      seed: kept for a uniform constructor; training draws no random numbers.
+    """
+
+    def __init__(
+        self,
+        classifier: keras.Model,
+        *,
+        forget_rate: float | str = 0.2,
+        ramp_epochs: int = 10,
+        seed: int = 0,
+        **kwargs,
+    ):
+        forget_rate = transition.check_forget_rate(forget_rate)
+        super().__init__(classifier, seed=seed, **kwargs)
+        self.forget_rate = forget_rate
+        self.ramp_epochs = int(ramp_epochs)
+        # Read by train_step, set each epoch by callbacks.ForgetRateSchedule.
+        self.forget_rate_variable = keras.Variable(
+            0.0, trainable=False, dtype="float32", name="current_forget_rate"
+        )
+
+    def fit(self, x=None, y=None, *args, callbacks=None, **kwargs):
+        """`keras.Model.fit`, adding the forget-rate schedule if it is not given.
+
+        A forget rate of "auto" is first replaced by the noise rate estimated
+        from the data (`transition.resolve_auto_forget_rate`).
+        """
+        transition.resolve_auto_forget_rate(self, x, y)
+        return super().fit(x, y, *args, callbacks=with_forget_rate_schedule(callbacks), **kwargs)
+
+    def per_example_losses(self, logits1, logits2, labels):
+        """Each network's cross-entropy on the examples its peer selected."""
+        loss1, loss2, mask1, mask2 = losses.coteaching(logits1, logits2, labels, self.forget_rate_variable)
+        return loss1, loss2, (mask1, mask2)
+
+    def get_config(self):
+        return {**super().get_config(), "forget_rate": self.forget_rate, "ramp_epochs": self.ramp_epochs}
+
+
+@keras.saving.register_keras_serializable(package="tf_causalnl")
+class Decoupling(_TwoNetworks):
+    """Decoupling (Malach & Shalev-Shwartz, NeurIPS 2017): update on disagreement.
+
+    Both networks see every batch but are trained only on the examples where
+    their predicted classes differ ("when to update"), with plain
+    cross-entropy ("how to update"); see `decoupling_losses` for the
+    normalisation. `call` returns network 1's probabilities; `disagreement`
+    logs the share of the batch the networks disagree on (also at evaluation,
+    as `val_disagreement`).
+
+    Example:
+      >>> model = Decoupling(tf_causalnl.networks.build_small_cnn((28, 28, 1), 10))
+      >>> model.compile(optimizer="adam")
+      >>> model.fit(x_train, noisy_labels, validation_data=(x_test, y_test))
+
+    Labels as for `CoTeaching`; with clean labels, `selection_precision` is
+    the share of disagreement examples whose noisy label is correct.
+
+    Args:
+      classifier: a built Keras model from inputs to logits (no softmax);
+        network 2 is a fresh clone, so it must be functional or Sequential.
+      min_update_fraction: the floor of the divisor, as a share of the batch
+        (0.1 in the authors' code; 1.0 divides by the batch, 0.0 takes the
+        plain mean over the disagreement set).
+      seed: kept for a uniform constructor; training draws no random numbers.
+    """
+
+    def __init__(
+        self,
+        classifier: keras.Model,
+        *,
+        min_update_fraction: float = DEFAULT_MIN_UPDATE_FRACTION,
+        seed: int = 0,
+        **kwargs,
+    ):
+        if not 0.0 <= float(min_update_fraction) <= 1.0:
+            raise ValueError(f"min_update_fraction must be in [0, 1], got {min_update_fraction}.")
+        super().__init__(classifier, seed=seed, **kwargs)
+        self.min_update_fraction = float(min_update_fraction)
+        self.disagreement_tracker = keras.metrics.Mean(name="disagreement")
+
+    @property
+    def metrics(self):
+        return [*super().metrics, self.disagreement_tracker]
+
+    def per_example_losses(self, logits1, logits2, labels):
+        """Both networks' cross-entropy on the disagreement set."""
+        loss1, loss2, mask = decoupling_losses(logits1, logits2, labels, self.min_update_fraction)
+        return loss1, loss2, (mask,)
+
+    def _selection_logs(self, selections, labels, clean):
+        self.disagreement_tracker.update_state(selections[0])
+        logs = super()._selection_logs(selections, labels, clean)
+        return {**logs, "disagreement": self.disagreement_tracker.result()}
+
+    def _evaluation_logs(self, x, logits1):
+        self.disagreement_tracker.update_state(
+            disagreement_mask(logits1, self.classifiers[1](x, training=False))
+        )
+        return {"disagreement": self.disagreement_tracker.result()}
+
+    def get_config(self):
+        return {**super().get_config(), "min_update_fraction": self.min_update_fraction}
+
+
+def _unpack(data):
+    """(x as float, noisy labels, clean labels or None) from a train/test batch."""
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    reject_sample_weight(sample_weight)
+    labels, clean = split_labels(y)
+    return to_float(x), labels, clean
+
+
+def _fresh_clone(classifier: keras.Model, method: str) -> keras.Model:
+    """Network 2: the classifier's architecture with freshly initialised weights."""
+    try:
+        clone = keras.models.clone_model(classifier)
+    except Exception as error:  # clone_model raises several types for subclassed models
+        raise ValueError(
+            f"{method} builds its second network by cloning the classifier with "
+            "keras.models.clone_model, which failed for this classifier "
+            f"({type(error).__name__}: {error}). Build the classifier with the "
+            "functional or Sequential API, or give a subclassed model a get_config."
+        ) from error
+    if not clone.built:
+        raise ValueError(
+            f"{method} cloned the classifier but the clone is not built; build the "
+            "classifier with the functional or Sequential API."
+        )
+    pairs = list(zip(classifier.get_weights(), clone.get_weights()))
+    if pairs and all(np.array_equal(a, b) for a, b in pairs):
+        raise ValueError(
+            f"{method} needs two differently initialised networks, but the clone "
+            "of the classifier starts from the same weights, so the two would "
+            "never differ. Use initializers without a fixed seed."
+        )
+    return clone

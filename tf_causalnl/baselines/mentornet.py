@@ -1,0 +1,64 @@
+"""MentorNet with a predefined curriculum, as compared in Co-teaching (Han et al. 2018)."""
+
+import keras
+
+from tf_causalnl.baselines import losses
+from tf_causalnl.baselines.base import NoisyLabelClassifier
+from tf_causalnl.callbacks import with_forget_rate_schedule
+
+
+@keras.saving.register_keras_serializable(package="tf_causalnl")
+class MentorNet(NoisyLabelClassifier):
+    """One network trained on the examples it finds easiest (self-paced learning).
+
+    This is the *predefined-curriculum* MentorNet (Jiang et al., ICML 2018,
+    "MentorNet-PD"), the variant Han et al. (2018, Section 4) compare
+    co-teaching with; it is not the MentorNet whose curriculum is a learned
+    network. Each batch, the classifier keeps the round((1 - rate) * batch)
+    examples with its own smallest cross-entropy on the noisy labels and is
+    trained on their mean cross-entropy. Co-teaching is this, with two
+    networks exchanging their selections.
+
+    The rate ramps from 0 to `forget_rate` over `ramp_epochs` epochs as in
+    co-teaching: `fit` adds `callbacks.ForgetRateSchedule` unless one is given,
+    which sets `forget_rate_variable` each epoch and logs `forget_rate`.
+    `evaluate` and the `val_*` logs use plain cross-entropy on every example.
+
+    Args:
+      classifier: a built Keras model from inputs to logits (no softmax).
+      forget_rate: the final fraction of each batch left out, in [0, 1);
+        typically the noise rate.
+      ramp_epochs: epochs over which the rate rises from 0 (10 in Han et al.).
+      seed: unused (the method has no randomness); kept for a uniform API.
+    """
+
+    def __init__(
+        self,
+        classifier: keras.Model,
+        *,
+        forget_rate: float = 0.2,
+        ramp_epochs: int = 10,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(classifier, seed=seed, **kwargs)
+        if not 0.0 <= float(forget_rate) < 1.0:
+            raise ValueError(f"forget_rate must be in [0, 1), got {forget_rate}.")
+        self.forget_rate = float(forget_rate)
+        self.ramp_epochs = int(ramp_epochs)
+        # Read by per_example_loss, set each epoch by callbacks.ForgetRateSchedule.
+        self.forget_rate_variable = keras.Variable(
+            0.0, trainable=False, dtype="float32", name="current_forget_rate"
+        )
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """`keras.Model.fit`, adding the forget-rate schedule first if it is not given."""
+        return super().fit(*args, callbacks=with_forget_rate_schedule(callbacks), **kwargs)
+
+    def per_example_loss(self, x, labels, probabilities, training):
+        if not training:
+            return super().per_example_loss(x, labels, probabilities, training)
+        return losses.self_paced_cross_entropy(probabilities, labels, self.forget_rate_variable)
+
+    def get_config(self):
+        return {**super().get_config(), "forget_rate": self.forget_rate, "ramp_epochs": self.ramp_epochs}
