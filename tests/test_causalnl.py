@@ -107,13 +107,14 @@ def test_clean_labels_do_not_change_the_training():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_evaluate_reports_accuracy_on_the_given_labels():
+def test_evaluate_scores_branch_one_classifier_on_the_given_labels():
     model = _model()
     x, y = _data()
     logs = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
-    predicted = model.predict(x, verbose=0).argmax(axis=1)
-    assert logs["accuracy"] == pytest.approx(np.mean(predicted == y))
-    assert np.isfinite(logs["loss"])
+    probabilities = model.predict(x, verbose=0)
+    assert logs["accuracy"] == pytest.approx(np.mean(probabilities.argmax(axis=1) == y))
+    cross_entropy = -np.mean(np.log(probabilities[np.arange(len(y)), y]))
+    assert logs["loss"] == pytest.approx(cross_entropy, rel=1e-4)
 
 
 def test_training_under_mirrored_strategy(two_cpu_strategy):
@@ -160,7 +161,7 @@ def test_rejects_an_unbuilt_classifier():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"z_dim": 0}, "z_dim must be at least 1"), ({"forget_rate": 1.0}, r"forget_rate must be in \[0, 1\)"),
+    [({"z_dim": 0}, "z_dim must be at least 1"), ({"forget_rate": 1.0}, r"forget_rate must be a number in \[0, 1\)"),
      ({"temperature": 0.0}, "temperature must be positive")],
 )
 def test_rejects_bad_hyper_parameters(kwargs, match):
