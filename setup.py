@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "tensorboard~=2.21.0",
     "importlib_resources>=6.0",
     "numpy>=1.26,<3",
+    "matplotlib~=3.11.2",
 ]
 
 setuptools.setup(

@@ -81,10 +81,53 @@ def test_train_writes_the_work_directory_and_resumes(tmp_path, monkeypatch):
     assert float(rows[2]["forget_rate"]) == pytest.approx(0.3)
 
 
+@pytest.mark.parametrize("method", sorted(set(training.METHODS) - {"causalnl"}))
+def test_every_baseline_trains_through_the_common_entry_point(tmp_path, monkeypatch, method):
+    monkeypatch.setitem(data.LOADERS, "tiny", _tiny_dataset)
+    config = _tiny_config(epochs=1)
+    config.model.method = method
+    config.estimate.epochs = 1
+    workdir = tmp_path / method
+    results = training.train(config, str(workdir))
+
+    model = keras.saving.load_model(workdir / "model.keras")
+    assert isinstance(model, training.METHODS[method])
+    assert 0.0 <= results["clean_test_accuracy_last"] <= 1.0
+    assert _rows(workdir / "metrics.csv")[0]["val_accuracy"]
+    uses_transition = method in ("forward", "reweight", "trevision")
+    assert (workdir / "noise_estimate.json").exists() == uses_transition
+    if uses_transition:
+        estimate = json.load(open(workdir / "noise_estimate.json"))["estimate"]
+        np.testing.assert_allclose(model.transition, estimate["transition"])
+        assert results["estimated_noise_rate"] == pytest.approx(estimate["noise_rate"])
+    if method in ("coteaching", "mentornet"):
+        assert results["forget_rate"] == pytest.approx(0.3)
+
+
+def test_auto_forget_rate_uses_the_estimate_shared_through_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setitem(data.LOADERS, "tiny", _tiny_dataset)
+    config = _tiny_config(epochs=1)
+    config.model.method = "coteaching"
+    config.model.forget_rate = "auto"
+    config.estimate.epochs = 1
+    config.estimate.cache_dir = str(tmp_path / "estimates")
+    first = training.train(config, str(tmp_path / "a"))
+    assert first["forget_rate"] == pytest.approx(first["estimated_noise_rate"])
+    assert 0.0 <= first["forget_rate"] < 1.0
+    assert len(os.listdir(tmp_path / "estimates")) == 1
+    # A second run on the same data, noise and seed reads the cached estimate.
+    cached = json.load(open(tmp_path / "a" / "noise_estimate.json"))
+    config.model.method = "forward"
+    second = training.train(config, str(tmp_path / "b"))
+    assert second["estimated_noise_rate"] == first["estimated_noise_rate"]
+    assert json.load(open(tmp_path / "b" / "noise_estimate.json")) == cached
+    assert len(os.listdir(tmp_path / "estimates")) == 1
+
+
 def test_unknown_method_and_classifier_name_the_valid_ones(monkeypatch):
     config = _tiny_config(epochs=1)
-    config.model.method = "mixup"
-    with pytest.raises(ValueError, match=r"Unknown method 'mixup'; choose one of \['causalnl'\]"):
+    config.model.method = "dividemix"
+    with pytest.raises(ValueError, match=r"Unknown method 'dividemix'; choose one of \['causalnl', 'ce', "):
         training.build_model(config, (8, 8, 1), 3)
     config.model.method = "causalnl"
     config.model.classifier = "vgg"

@@ -6,6 +6,7 @@ Defaults are the paper's (Section 4.1, Appendices B and C) where it gives one.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -35,13 +36,29 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.classifier = "resnet18"  # see tf_causalnl.networks.CLASSIFIERS
     config.model.resnet_stem = "cifar"  # or "imagenet" (the paper code's layout)
     config.model.z_dim = 25
+    config.model.vae_width = 32  # maps of the VAE's first conv layer (Appendix C: 32)
     config.model.beta0 = 0.1  # reconstruction
     config.model.beta1 = 0.1  # noisy-label likelihood
     config.model.beta2 = 1e-5  # entropy of q(Y|X)
     config.model.beta3 = 0.01  # KL of q(Z|X,Y)
-    config.model.forget_rate = 0.45  # co-teaching's final forget rate
+    # Co-teaching's final forget rate (CausalNL, Co-teaching, MentorNet): a
+    # number, or "auto" to use the noise rate estimated from the noisy labels.
+    config.model.forget_rate = config_dict.FieldReference(0.45, field_type=object)
     config.model.ramp_epochs = 10
     config.model.temperature = 1.0  # Gumbel-softmax
+    config.model.mixup_alpha = 1.0  # Mixup's Beta(alpha, alpha)
+
+    # The anchor-point estimate of the transition matrix and noise rate, made
+    # from the noisy labels alone (tf_causalnl.transition) for Forward,
+    # Reweight, T-Revision and forget_rate="auto": a CE classifier trained on
+    # the noisy training set, keeping its best epoch on a noisy holdout.
+    config.estimate = ml_collections.ConfigDict()
+    config.estimate.epochs = 10
+    config.estimate.holdout = 0.1
+    config.estimate.percentile = 97.0
+    # A directory where runs on the same data, noise and seed share their
+    # estimate (the benchmark grid sets it); "" keeps it in the work directory.
+    config.estimate.cache_dir = ""
 
     config.train = ml_collections.ConfigDict()
     config.train.epochs = 150

@@ -7,6 +7,10 @@ user's own script can do the same in a few lines. The work directory gets:
   config.json          the full config of the run
   noise.json           realised noise rate and empirical transition matrix
   noisy_labels.npy     the noisy training labels (the noise file)
+  noise_estimate.json  the anchor-point transition matrix and noise rate
+                       estimated from the noisy labels alone, for methods that
+                       need them (Forward, Reweight, T-Revision) and for
+                       forget_rate="auto"
   metrics.csv          one row per epoch: every loss term, accuracies, forget rate
   tensorboard/         TensorBoard logs
   backup/              Keras BackupAndRestore state: a rerun resumes after the
@@ -15,10 +19,14 @@ user's own script can do the same in a few lines. The work directory gets:
   checkpoint.keras     the model after the last completed epoch
   model.keras          the final model
   results.json         clean test accuracy: last epoch, and mean of the last 10
-                       (of all epochs when there are fewer)
+                       (of all epochs when there are fewer); the forget rate
+                       used and the estimated noise rate where there is one
 """
 
+import contextlib
 import csv
+import hashlib
+import inspect
 import json
 import os
 import time
@@ -28,11 +36,22 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from tf_causalnl import data, networks, noise
+from tf_causalnl import baselines, data, networks, noise, transition
 from tf_causalnl.causalnl import CausalNL
 
-#: One dict from method name to model class (baselines join it in later work).
-METHODS = {"causalnl": CausalNL}
+#: One dict from method name to model class. `build_model` passes each class
+#: the config values its constructor names (see `_model_kwargs`).
+METHODS = {
+    "ce": baselines.NoisyLabelClassifier,
+    "coteaching": baselines.CoTeaching,
+    "decoupling": baselines.Decoupling,
+    "mentornet": baselines.MentorNet,
+    "mixup": baselines.Mixup,
+    "forward": baselines.Forward,
+    "reweight": baselines.Reweight,
+    "trevision": baselines.TRevision,
+    "causalnl": CausalNL,
+}
 
 STRATEGIES = {
     "default": tf.distribute.get_strategy,
@@ -69,27 +88,126 @@ def load_noisy_data(config: ml_collections.ConfigDict) -> tuple[data.Dataset, np
     return dataset, noisy, noise.noise_report(dataset.y_train, noisy, dataset.num_classes)
 
 
-def build_model(config: ml_collections.ConfigDict, input_shape, num_classes: int) -> keras.Model:
-    """Builds and compiles the model the config describes (call inside a strategy scope)."""
-    m = config.model
-    if m.method not in METHODS:
-        raise ValueError(f"Unknown method {m.method!r}; choose one of {sorted(METHODS)}.")
-    kwargs = {"stem": m.resnet_stem} if m.classifier.startswith("resnet") else {}
-    classifier = networks.build_classifier(m.classifier, input_shape, num_classes, **kwargs)
-    model = METHODS[m.method](
-        classifier,
-        z_dim=m.z_dim,
-        beta0=m.beta0,
-        beta1=m.beta1,
-        beta2=m.beta2,
-        beta3=m.beta3,
-        forget_rate=m.forget_rate,
-        ramp_epochs=m.ramp_epochs,
-        temperature=m.temperature,
+def needs_estimate(config: ml_collections.ConfigDict) -> bool:
+    """Whether the run needs the noise estimate: a method that takes a
+    transition matrix, or a forget rate of "auto"."""
+    method = _method_class(config)
+    return "transition" in inspect.signature(method).parameters or config.model.forget_rate == "auto"
+
+
+def estimate_noise(config: ml_collections.ConfigDict, dataset: data.Dataset, noisy: np.ndarray,
+                   workdir: str) -> transition.NoiseEstimate:
+    """The anchor-point estimate for this run's noisy labels, made once.
+
+    It is cached as noise_estimate.json in `config.estimate.cache_dir` (keyed
+    by everything it depends on) or, without one, in the work directory.
+    """
+    key = {"data": config.data.to_dict(), "noise": config.noise.to_dict(), "seed": config.seed,
+           "classifier": config.model.classifier, "resnet_stem": config.model.resnet_stem,
+           "estimate": {k: v for k, v in config.estimate.to_dict().items() if k != "cache_dir"},
+           "batch_size": config.train.batch_size, "learning_rate": config.train.learning_rate}
+    if config.estimate.cache_dir:
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        path = os.path.join(config.estimate.cache_dir, f"noise_estimate-{digest}.json")
+    else:
+        path = os.path.join(workdir, "noise_estimate.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with _exclusive(path + ".lock"):  # processes sharing a cache make it once
+        estimate = _read_estimate(path) or _make_estimate(config, dataset, noisy, path, key)
+    if os.path.dirname(os.path.abspath(path)) != os.path.abspath(workdir):
+        write_json(os.path.join(workdir, "noise_estimate.json"), {"key": key, "estimate": estimate.to_dict()})
+    return estimate
+
+
+def _read_estimate(path):
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return transition.NoiseEstimate.from_dict(json.load(f)["estimate"])
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: str, stale_seconds: float = 3600.0):
+    """Holds a lock file; waits while another process holds it (unless it is stale)."""
+    while True:
+        try:
+            os.close(os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            break
+        except FileExistsError:
+            try:
+                if time.time() - os.path.getmtime(lock_path) > stale_seconds:
+                    os.remove(lock_path)  # left by a killed process
+            except FileNotFoundError:
+                pass
+            time.sleep(1.0)
+    try:
+        yield
+    finally:
+        os.remove(lock_path)
+
+
+def _make_estimate(config, dataset, noisy, path, key):
+    estimate = transition.estimate_noise(
+        _classifier(config, dataset.input_shape, dataset.num_classes),
+        dataset.x_train,
+        noisy,
+        epochs=config.estimate.epochs,
+        batch_size=config.train.batch_size,
+        learning_rate=config.train.learning_rate,
+        holdout=config.estimate.holdout,
+        percentile=config.estimate.percentile,
         seed=config.seed,
+    )
+    write_json(path, {"key": key, "estimate": estimate.to_dict()})
+    return estimate
+
+
+def build_model(config: ml_collections.ConfigDict, input_shape, num_classes: int,
+                estimate: transition.NoiseEstimate | None = None) -> keras.Model:
+    """Builds and compiles the model the config describes (call inside a strategy scope).
+
+    `estimate` supplies the transition matrix of Forward, Reweight and
+    T-Revision, and the forget rate when the config says "auto".
+    """
+    method = _method_class(config)
+    model = method(
+        _classifier(config, input_shape, num_classes),
+        **_model_kwargs(config, inspect.signature(method).parameters, estimate),
     )
     model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate))
     return model
+
+
+def _method_class(config):
+    if config.model.method not in METHODS:
+        raise ValueError(f"Unknown method {config.model.method!r}; choose one of {sorted(METHODS)}.")
+    return METHODS[config.model.method]
+
+
+def _classifier(config, input_shape, num_classes):
+    m = config.model
+    kwargs = {"stem": m.resnet_stem} if m.classifier.startswith("resnet") else {}
+    return networks.build_classifier(m.classifier, input_shape, num_classes, **kwargs)
+
+
+def _model_kwargs(config, parameters, estimate) -> dict:
+    """The config values a method's constructor takes, by parameter name."""
+    m = config.model
+    forget_rate = m.forget_rate
+    if forget_rate == "auto":
+        if estimate is None:
+            raise ValueError('forget_rate="auto" needs the noise estimate; see training.estimate_noise.')
+        forget_rate = estimate.noise_rate
+    values = {
+        "z_dim": m.z_dim, "beta0": m.beta0, "beta1": m.beta1, "beta2": m.beta2, "beta3": m.beta3,
+        "forget_rate": forget_rate, "ramp_epochs": m.ramp_epochs, "temperature": m.temperature,
+        "alpha": m.mixup_alpha, "vae_width": m.vae_width, "seed": config.seed,
+    }
+    if "transition" in parameters:
+        if estimate is None:
+            raise ValueError(f"{m.method} needs an estimated transition matrix; see training.estimate_noise.")
+        values["transition"] = estimate.transition.tolist()
+    return {name: value for name, value in values.items() if name in parameters}
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -101,16 +219,20 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         raise ValueError(
             f"Unknown strategy {config.train.strategy!r}; choose one of {sorted(STRATEGIES)}."
         )
+    _method_class(config)
     os.makedirs(workdir, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
-    _write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    write_json(os.path.join(workdir, "config.json"), config.to_dict())
 
     dataset, noisy, report = load_noisy_data(config)
     np.save(os.path.join(workdir, "noisy_labels.npy"), noisy)
-    _write_json(
+    write_json(
         os.path.join(workdir, "noise.json"),
         {"type": config.noise.type, "requested_rate": config.noise.rate, **report.to_dict()},
     )
+
+    estimate = estimate_noise(config, dataset, noisy, workdir) if needs_estimate(config) else None
+    keras.utils.set_random_seed(config.seed)  # the same start with or without an estimate
 
     strategy = STRATEGIES[config.train.strategy]()
     train_ds = data.train_dataset(
@@ -123,7 +245,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     )
     test_ds = data.eval_dataset(dataset.x_test, dataset.y_test, batch_size=config.train.eval_batch_size)
     with strategy.scope():
-        model = build_model(config, dataset.input_shape, dataset.num_classes)
+        model = build_model(config, dataset.input_shape, dataset.num_classes, estimate)
 
     metrics_path = os.path.join(workdir, "metrics.csv")
     callbacks = [
@@ -151,7 +273,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         realized_noise_rate=report.realized_rate,
         workdir=os.path.abspath(workdir),
     )
-    _write_json(os.path.join(workdir, "results.json"), results)
+    if hasattr(model, "forget_rate"):
+        results["forget_rate"] = float(model.forget_rate)
+    if estimate is not None:
+        results["estimated_noise_rate"] = float(estimate.noise_rate)
+    write_json(os.path.join(workdir, "results.json"), results)
     return results
 
 
@@ -167,7 +293,10 @@ def summarize(metrics_path: str) -> dict:
     }
 
 
-def _write_json(path: str, value) -> None:
-    with open(path, "w") as f:
+def write_json(path: str, value) -> None:
+    """Writes JSON atomically: a temporary file in the same directory, then a rename."""
+    temporary = f"{path}.tmp{os.getpid()}"
+    with open(temporary, "w") as f:
         json.dump(value, f, indent=2)
         f.write("\n")
+    os.replace(temporary, path)
