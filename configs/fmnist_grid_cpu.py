@@ -4,9 +4,10 @@ Table 1 of the paper, sized for a 2-core CPU (docs/RESULTS.md has the
 measured table and timings). What differs from the paper's protocol
 (configs/fmnist_grid_resnet18.py), and why:
   - the small CNN classifier (four stride-2 conv layers) instead of ResNet-18;
-  - a seeded 4,000-image subset of the training set, 10 epochs (the forget
-    rate ramps over the first 5), so the metric, the mean clean test accuracy
-    of the last 10 epochs, is the mean over the whole run;
+  - a seeded 3,000-image subset of the training set and 12 epochs (the forget
+    rate ramps over the first 5); the metric is the paper's, the mean clean
+    test accuracy of the last 10 epochs, which leaves out the first two
+    (their test accuracy swings widely while batch-norm statistics settle);
   - CausalNL's VAE at half width (16/32/64/128 maps instead of 32/.../256);
   - 2 seeds instead of 5;
   - the noise estimate (Forward, Reweight, T-Revision, forget_rate="auto")
@@ -28,12 +29,12 @@ from tf_causalnl.config import base_config
 
 def get_config():
     config = base_config()
-    config.data.train_size = 4000
+    config.data.train_size = 3000
     config.model.classifier = "small_cnn"
     config.model.vae_width = 16
     config.model.ramp_epochs = 5
     config.estimate.epochs = 5
-    config.train.epochs = 10
+    config.train.epochs = 12
     config.train.verbose = 0
 
     config.grid = ml_collections.ConfigDict()

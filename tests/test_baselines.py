@@ -109,8 +109,10 @@ def test_reweight_weight_is_a_constant():
     np.testing.assert_allclose(d_logits, [[0.36, -0.36]], rtol=1e-5)
 
 
-def test_trevision_gradient_reaches_the_revision():
-    _, d_revision = _reweighted_gradients(weight_gradient=True)
+def test_trevision_gradient_reaches_the_revision_and_not_the_classifier_through_beta():
+    d_logits, d_revision = _reweighted_gradients(weight_gradient=True)
+    # The classifier's gradient is Reweight's: beta * (p - onehot).
+    np.testing.assert_allclose(d_logits, [[0.36, -0.36]], rtol=1e-5)
     # beta = p1 / (p @ M)[1], so d beta / d M[i, 1] = -p1 * p_i / 0.25^2 = -(1.44, 0.16);
     # times CE = ln 10. Column 0 is not in the loss.
     expected = [[0.0, -1.44 * math.log(10)], [0.0, -0.16 * math.log(10)]]

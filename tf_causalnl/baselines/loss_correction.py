@@ -125,8 +125,9 @@ class TRevision(_TransitionCorrection):
 
     Reweighting with a revised matrix T + dT, where dT is a trainable (C, C)
     variable starting at zero, and the weight beta = p[y~] / (p @ (T + dT))[y~]
-    is differentiated (not a constant), so that the loss trains dT jointly with
-    the classifier, as in the authors' code.
+    is differentiated with respect to dT, so that the loss trains dT jointly
+    with the classifier; the classifier's gradient is Reweight's (see
+    `losses.importance_reweighted_cross_entropy` for why).
 
     The authors run three stages: estimate T, train with Reweight, then revise
     (train classifier and dT from the Reweight solution). Here T is given and

@@ -143,13 +143,20 @@ def importance_reweighted_cross_entropy(
       labels: the noisy integer labels y~.
       transition: T, or T + dT for T-Revision.
       weight_gradient: False (Reweight): beta is a constant, only CE is
-        differentiated. True (T-Revision, Xia et al. 2019, Section 3): gradients
-        also flow through beta, which is how dT in the denominator learns.
+        differentiated. True (T-Revision, Xia et al. 2019, Section 3): beta's
+        gradient flows into the transition matrix, which is how dT in the
+        denominator learns; the classifier still gets only beta * dCE. (Letting
+        it through beta into the classifier too, as the authors' code does
+        during its revision stage at a learning rate of 5e-7, lets a
+        classifier trained at an ordinary rate shrink its weights beta instead
+        of fitting the labels: on FashionMNIST IDN-20% clean accuracy fell to
+        38%.)
 
     Returns:
       Shape (batch,).
     """
-    beta = importance_weights(probabilities, labels, transition)
-    if not weight_gradient:
-        beta = tf.stop_gradient(beta)
+    if weight_gradient:
+        beta = importance_weights(tf.stop_gradient(probabilities), labels, transition)
+    else:
+        beta = tf.stop_gradient(importance_weights(probabilities, labels, transition))
     return beta * _cross_entropy(probabilities, labels)
