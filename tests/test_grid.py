@@ -236,3 +236,17 @@ def test_real_training_of_a_one_cell_grid(tmp_path, monkeypatch):
     assert f"| causalnl | **{100 * results[METRIC]:.2f} (n=1)** |" in table
     assert lines[0].startswith("[1/1] done: causalnl IDN-0.3 seed 0")
     assert training.summarize(os.path.join(cell_dir, "metrics.csv"))[METRIC] == results[METRIC]
+
+
+def test_estimate_table_compares_estimated_and_realised_rates(tmp_path):
+    config, workdir = _grid_config(), str(tmp_path / "grid")
+    table = grid.run(config, workdir, train_fn=_FakeTrain(), log=lambda line: None)
+    # The fake realises rate + 0.001 and estimates rate - 0.01 for the auto cells:
+    # 20.10 vs 19.00 -> error 1.10 points; 45.10 vs 44.00; equal over seeds, so std 0.
+    assert grid.estimate_table(grid.collect(config, workdir)).splitlines()[2:] == [
+        "| IDN-20% | 20.10 ± 0.00 | 19.00 ± 0.00 | 1.10 | 2 |",
+        "| IDN-45% | 45.10 ± 0.00 | 44.00 ± 0.00 | 1.10 | 2 |",
+    ]
+    assert "estimated from the noisy labels alone" in table
+    ce_only = _grid_config(methods=("ce",), auto_methods=())
+    assert grid.estimate_table(grid.collect(ce_only, workdir)) == ""

@@ -17,7 +17,8 @@ interrupted. After every trained cell it rewrites, each file atomically:
 
   grid_config.json        the grid config of the last `run`
   results.csv             one row per finished cell
-  results.md              Table 1: mean ± sample std (%) over seeds, best in bold
+  results.md              Table 1: mean ± sample std (%) over seeds, best in bold;
+                          then the estimated noise rates against the realised ones
   accuracy_vs_noise.png   accuracy against noise rate, one panel per noise type
 
 A work directory accepts a later `run` whose config differs from the stored
@@ -302,6 +303,33 @@ def markdown_table(config: ml_collections.ConfigDict, rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def estimate_table(rows: list[dict]) -> str:
+    """The anchor-point noise-rate estimates against the realised noise rates.
+
+    One row per noise type and rate that has an estimate (any cell of a
+    method that needed one): realised and estimated rate in percent, each
+    "mean ± sample std" over seeds, and the mean absolute error. Empty when no
+    cell made an estimate.
+    """
+    per_seed = {}
+    for row in rows:
+        if row["estimated_noise_rate"] != "":
+            key = (row["noise_type"], row["noise_rate"], row["seed"])
+            per_seed[key] = (float(row["realized_noise_rate"]), float(row["estimated_noise_rate"]))
+    if not per_seed:
+        return ""
+    lines = ["| Noise | realised (%) | estimated (%) | mean absolute error (points) | seeds |",
+             "|---|---|---|---|---|"]
+    for noise_type, rate in sorted({key[:2] for key in per_seed}):
+        pairs = np.array([v for k, v in per_seed.items() if k[:2] == (noise_type, rate)]) * 100.0
+        spread = (lambda v: f" ± {np.std(v, ddof=1):.2f}" if len(v) > 1 else "")
+        lines.append(
+            f"| {_column_name(noise_type, rate)} | {pairs[:, 0].mean():.2f}{spread(pairs[:, 0])} "
+            f"| {pairs[:, 1].mean():.2f}{spread(pairs[:, 1])} "
+            f"| {np.abs(pairs[:, 1] - pairs[:, 0]).mean():.2f} | {len(pairs)} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(config: ml_collections.ConfigDict, workdir: str) -> str:
     """Writes results.csv, results.md and accuracy_vs_noise.png; returns the table."""
     rows = collect(config, workdir)
@@ -311,6 +339,9 @@ def write_report(config: ml_collections.ConfigDict, workdir: str) -> str:
     writer.writerows(rows)
     _write_text(os.path.join(workdir, "results.csv"), buffer.getvalue())
     table = markdown_table(config, rows)
+    estimates = estimate_table(rows)
+    if estimates:
+        table += "\nNoise rate estimated from the noisy labels alone (anchor points):\n\n" + estimates
     _write_text(os.path.join(workdir, "results.md"), table)
     plot(config, rows, os.path.join(workdir, "accuracy_vs_noise.png"))
     return table
