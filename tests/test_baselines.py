@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tf_causalnl import networks
-from tf_causalnl.baselines import losses
+from tf_causalnl.baselines import NoisyLabelClassifier, losses
 from tf_causalnl.baselines.loss_correction import Forward, Reweight, TRevision
 from tf_causalnl.baselines.mentornet import MentorNet
 from tf_causalnl.baselines.mixup import Mixup
@@ -29,6 +29,15 @@ def _data(n=32, seed=0):
 
 
 # ---------------------------------------------------------------- losses by hand
+
+
+def test_ce_loss_is_the_batch_mean_cross_entropy():
+    model = NoisyLabelClassifier(networks.build_small_cnn(SHAPE, CLASSES))
+    p = tf.constant([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]])
+    x = np.zeros((2, *SHAPE), np.uint8)
+    # (-ln 0.5 - ln 0.8) / 2 = (0.693147 + 0.223144) / 2.
+    loss = model.compute_loss(x, {"noisy": np.array([0, 1]), "clean": np.array([1, 1])}, p)
+    assert float(loss) == pytest.approx(0.458145, rel=1e-5)
 
 
 def test_mixup_cross_entropy_hand_values():
@@ -122,6 +131,7 @@ def test_trevision_gradient_reaches_the_revision_and_not_the_classifier_through_
 # ---------------------------------------------------------------- the models
 
 MODELS = {
+    "ce": lambda c: NoisyLabelClassifier(c),
     "mixup": lambda c: Mixup(c, alpha=0.4, seed=3),
     "mentornet": lambda c: MentorNet(c, forget_rate=0.25, ramp_epochs=2),
     "forward": lambda c: Forward(c, transition=T3),

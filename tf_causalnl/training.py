@@ -90,9 +90,10 @@ def load_noisy_data(config: ml_collections.ConfigDict) -> tuple[data.Dataset, np
 
 def needs_estimate(config: ml_collections.ConfigDict) -> bool:
     """Whether the run needs the noise estimate: a method that takes a
-    transition matrix, or a forget rate of "auto"."""
-    method = _method_class(config)
-    return "transition" in inspect.signature(method).parameters or config.model.forget_rate == "auto"
+    transition matrix, or one with a forget rate set to "auto"."""
+    parameters = inspect.signature(_method_class(config)).parameters
+    auto = "forget_rate" in parameters and config.model.forget_rate == transition.AUTO
+    return "transition" in parameters or auto
 
 
 def estimate_noise(config: ml_collections.ConfigDict, dataset: data.Dataset, noisy: np.ndarray,
@@ -194,7 +195,7 @@ def _model_kwargs(config, parameters, estimate) -> dict:
     """The config values a method's constructor takes, by parameter name."""
     m = config.model
     forget_rate = m.forget_rate
-    if forget_rate == "auto":
+    if forget_rate == transition.AUTO:
         if estimate is None:
             raise ValueError('forget_rate="auto" needs the noise estimate; see training.estimate_noise.')
         forget_rate = estimate.noise_rate

@@ -2,6 +2,7 @@
 
 import keras
 
+from tf_causalnl import transition
 from tf_causalnl.baselines import losses
 from tf_causalnl.baselines.base import NoisyLabelClassifier
 from tf_causalnl.callbacks import with_forget_rate_schedule
@@ -26,8 +27,8 @@ class MentorNet(NoisyLabelClassifier):
 
     Args:
       classifier: a built Keras model from inputs to logits (no softmax).
-      forget_rate: the final fraction of each batch left out, in [0, 1);
-        typically the noise rate.
+      forget_rate: the final fraction of each batch left out, in [0, 1),
+        typically the noise rate; or "auto" for the estimated noise rate.
       ramp_epochs: epochs over which the rate rises from 0 (10 in Han et al.).
       seed: unused (the method has no randomness); kept for a uniform API.
     """
@@ -36,24 +37,27 @@ class MentorNet(NoisyLabelClassifier):
         self,
         classifier: keras.Model,
         *,
-        forget_rate: float = 0.2,
+        forget_rate: float | str = 0.2,
         ramp_epochs: int = 10,
         seed: int = 0,
         **kwargs,
     ):
         super().__init__(classifier, seed=seed, **kwargs)
-        if not 0.0 <= float(forget_rate) < 1.0:
-            raise ValueError(f"forget_rate must be in [0, 1), got {forget_rate}.")
-        self.forget_rate = float(forget_rate)
+        self.forget_rate = transition.check_forget_rate(forget_rate)
         self.ramp_epochs = int(ramp_epochs)
         # Read by per_example_loss, set each epoch by callbacks.ForgetRateSchedule.
         self.forget_rate_variable = keras.Variable(
             0.0, trainable=False, dtype="float32", name="current_forget_rate"
         )
 
-    def fit(self, *args, callbacks=None, **kwargs):
-        """`keras.Model.fit`, adding the forget-rate schedule first if it is not given."""
-        return super().fit(*args, callbacks=with_forget_rate_schedule(callbacks), **kwargs)
+    def fit(self, x=None, y=None, *args, callbacks=None, **kwargs):
+        """`keras.Model.fit`, adding the forget-rate schedule first if it is not given.
+
+        A forget rate of "auto" is first replaced by the noise rate estimated
+        from the data (`transition.resolve_auto_forget_rate`).
+        """
+        transition.resolve_auto_forget_rate(self, x, y)
+        return super().fit(x, y, *args, callbacks=with_forget_rate_schedule(callbacks), **kwargs)
 
     def per_example_loss(self, x, labels, probabilities, training):
         if not training:
