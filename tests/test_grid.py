@@ -250,3 +250,17 @@ def test_estimate_table_compares_estimated_and_realised_rates(tmp_path):
     assert "estimated from the noisy labels alone" in table
     ce_only = _grid_config(methods=("ce",), auto_methods=())
     assert grid.estimate_table(grid.collect(ce_only, workdir)) == ""
+
+
+def test_shards_split_the_cells_between_processes(tmp_path):
+    config, workdir = _grid_config(), str(tmp_path / "grid")
+    first, second = _FakeTrain(), _FakeTrain()
+    grid.run(config, workdir, train_fn=first, log=lambda line: None, shard=0, num_shards=2)
+    grid.run(config, workdir, train_fn=second, log=lambda line: None, shard=1, num_shards=2)
+    everything = [os.path.join(workdir, c.workdir) for c in grid.cells(config)]
+    assert [w for _, w in first.calls] == everything[0::2]
+    assert [w for _, w in second.calls] == everything[1::2]
+    # Each process reports every finished cell, its own and the other's.
+    assert "12 of 12 cells finished" in open(os.path.join(workdir, "results.md")).read()
+    with pytest.raises(ValueError, match=r"shard must be in \[0, num_shards=2\)"):
+        grid.run(config, workdir, train_fn=first, shard=2, num_shards=2)

@@ -164,3 +164,13 @@ def test_command_line_trains_the_cpu_config_with_overrides(tmp_path):
     assert config["noise"]["rate"] == 0.2 and config["data"]["train_size"] == 256
     results = json.load(open(workdir / "results.json"))
     assert results["epochs"] == 1 and 0.0 <= results["clean_test_accuracy_last"] <= 1.0
+
+
+def test_a_stale_estimate_lock_left_by_a_killed_process_is_broken(tmp_path):
+    lock = tmp_path / "noise_estimate.json.lock"
+    lock.write_text("")
+    old = os.path.getmtime(lock) - 7200
+    os.utime(lock, (old, old))
+    with training._exclusive(str(lock), stale_seconds=3600):
+        assert lock.exists()
+    assert not lock.exists()
