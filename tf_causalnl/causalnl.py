@@ -11,13 +11,13 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
-from tf_causalnl import distributions, losses, networks, transition
-from tf_causalnl.callbacks import with_forget_rate_schedule
+from tf_causalnl import distributions, losses, networks
+from tf_causalnl.callbacks import ForgetRateMixin
 from tf_causalnl.data import to_float
 
 
 @keras.saving.register_keras_serializable(package="tf_causalnl")
-class CausalNL(keras.Model):
+class CausalNL(ForgetRateMixin, keras.Model):
     """Wraps a classifier q(Y|X) in CausalNL's two-branch causal VAE.
 
     `call` returns branch 1's class probabilities, so `predict`, `evaluate`
@@ -78,8 +78,7 @@ class CausalNL(keras.Model):
         _check_arguments(classifier, z_dim, temperature)
         self.z_dim = int(z_dim)
         self.betas = (float(beta0), float(beta1), float(beta2), float(beta3))
-        self.forget_rate = transition.check_forget_rate(forget_rate)
-        self.ramp_epochs = int(ramp_epochs)
+        self._init_forget_rate(forget_rate, ramp_epochs)
         self.temperature = float(temperature)
         self.vae_depth = vae_depth
         self.vae_width = int(vae_width)
@@ -87,7 +86,7 @@ class CausalNL(keras.Model):
 
         shape = tuple(classifier.input_shape[1:])
         self.num_classes = int(classifier.output_shape[-1])
-        self.classifiers = [classifier, _fresh_clone(classifier)]
+        self.classifiers = [classifier, networks.fresh_clone(classifier, "CausalNL")]
         self.latent_encoders = [
             networks.build_latent_encoder(shape, self.num_classes, z_dim, vae_depth, width=vae_width, name=f"latent_encoder_{i}")
             for i in (1, 2)
@@ -100,10 +99,6 @@ class CausalNL(keras.Model):
             networks.build_noisy_label_decoder(shape, self.num_classes, vae_depth, width=vae_width, name=f"noisy_label_decoder_{i}")
             for i in (1, 2)
         ]
-        # Read by train_step, set each epoch by callbacks.ForgetRateSchedule.
-        self.forget_rate_variable = keras.Variable(
-            0.0, trainable=False, dtype="float32", name="current_forget_rate"
-        )
         mean = keras.metrics.Mean
         self.loss_tracker = mean(name="loss")
         self.term_trackers = {
@@ -134,16 +129,6 @@ class CausalNL(keras.Model):
         # Every network is built in __init__; nothing is created lazily, so the
         # optimizer and BackupAndRestore see all variables from the start.
         self.built = True
-
-    def fit(self, x=None, y=None, *args, callbacks=None, **kwargs):
-        """`keras.Model.fit`, adding the forget-rate schedule if it is not given.
-
-        The schedule goes first, so loggers such as `CSVLogger` see the
-        `forget_rate` it adds to the epoch's logs. A forget rate of "auto" is
-        replaced by the estimated noise rate first (`self.noise_estimate`).
-        """
-        transition.resolve_auto_forget_rate(self, x, y)
-        return super().fit(x, y, *args, callbacks=with_forget_rate_schedule(callbacks), **kwargs)
 
     def call(self, inputs, training=False):
         """Branch 1's class probabilities q(Y|X)."""
@@ -256,18 +241,6 @@ def _unpack(data):
     if isinstance(y, dict):
         return to_float(x), y["noisy"], y.get("clean")
     return to_float(x), y, None
-
-
-def _fresh_clone(classifier: keras.Model) -> keras.Model:
-    try:
-        return keras.models.clone_model(classifier)
-    except Exception as error:  # clone_model raises several types for subclassed models
-        raise ValueError(
-            "CausalNL builds branch 2 by cloning the classifier with "
-            "keras.models.clone_model, which failed for this classifier "
-            f"({type(error).__name__}: {error}). Build the classifier with the "
-            "functional or Sequential API, or give a subclassed model a get_config."
-        ) from error
 
 
 def _check_arguments(classifier, z_dim, temperature) -> None:

@@ -17,6 +17,7 @@ import math
 from typing import Callable, Sequence
 
 import keras
+import numpy as np
 
 BN_MOMENTUM = 0.9
 LEAKY_SLOPE = 0.01
@@ -277,6 +278,36 @@ def build_classifier(
             "or pass your own keras.Model to CausalNL."
         )
     return CLASSIFIERS[name](tuple(input_shape), num_classes, **kwargs)
+
+
+def fresh_clone(classifier: keras.Model, method: str) -> keras.Model:
+    """The classifier's architecture with freshly initialised weights.
+
+    Two-network methods (CausalNL's branch 2, Co-teaching, Decoupling) need a
+    second network that starts elsewhere; `method` names the caller in errors.
+    """
+    try:
+        clone = keras.models.clone_model(classifier)
+    except Exception as error:  # clone_model raises several types for subclassed models
+        raise ValueError(
+            f"{method} builds its second network by cloning the classifier with "
+            "keras.models.clone_model, which failed for this classifier "
+            f"({type(error).__name__}: {error}). Build the classifier with the "
+            "functional or Sequential API, or give a subclassed model a get_config."
+        ) from error
+    if not clone.built:
+        raise ValueError(
+            f"{method} cloned the classifier but the clone is not built; build the "
+            "classifier with the functional or Sequential API."
+        )
+    pairs = list(zip(classifier.get_weights(), clone.get_weights()))
+    if pairs and all(np.array_equal(a, b) for a, b in pairs):
+        raise ValueError(
+            f"{method} needs two differently initialised networks, but the clone "
+            "of the classifier starts from the same weights, so the two would "
+            "never differ. Use initializers without a fixed seed."
+        )
+    return clone
 
 
 def check_classifier(classifier: keras.Model) -> None:

@@ -15,12 +15,11 @@ functions below); `train_step` is the same for both models.
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from tf_causalnl import losses, networks, transition
+from tf_causalnl import losses, networks
 from tf_causalnl.baselines.base import reject_sample_weight, split_labels
-from tf_causalnl.callbacks import with_forget_rate_schedule
+from tf_causalnl.callbacks import ForgetRateMixin
 from tf_causalnl.data import to_float
 
 #: The smallest share of the batch Decoupling divides by: the authors' code
@@ -102,7 +101,7 @@ class _TwoNetworks(keras.Model):
         super().__init__(**kwargs)
         networks.check_classifier(classifier)
         self.seed = int(seed)
-        self.classifiers = [classifier, _fresh_clone(classifier, type(self).__name__)]
+        self.classifiers = [classifier, networks.fresh_clone(classifier, type(self).__name__)]
         mean = keras.metrics.Mean
         self.loss_tracker = mean(name="loss")
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
@@ -206,7 +205,7 @@ class _TwoNetworks(keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="tf_causalnl")
-class CoTeaching(_TwoNetworks):
+class CoTeaching(ForgetRateMixin, _TwoNetworks):
     """Co-teaching (Han et al., NeurIPS 2018): two networks teach each other.
 
     Each network ranks the batch by its own cross-entropy on the noisy labels
@@ -246,23 +245,8 @@ class CoTeaching(_TwoNetworks):
         seed: int = 0,
         **kwargs,
     ):
-        forget_rate = transition.check_forget_rate(forget_rate)
         super().__init__(classifier, seed=seed, **kwargs)
-        self.forget_rate = forget_rate
-        self.ramp_epochs = int(ramp_epochs)
-        # Read by train_step, set each epoch by callbacks.ForgetRateSchedule.
-        self.forget_rate_variable = keras.Variable(
-            0.0, trainable=False, dtype="float32", name="current_forget_rate"
-        )
-
-    def fit(self, x=None, y=None, *args, callbacks=None, **kwargs):
-        """`keras.Model.fit`, adding the forget-rate schedule if it is not given.
-
-        A forget rate of "auto" is first replaced by the noise rate estimated
-        from the data (`transition.resolve_auto_forget_rate`).
-        """
-        transition.resolve_auto_forget_rate(self, x, y)
-        return super().fit(x, y, *args, callbacks=with_forget_rate_schedule(callbacks), **kwargs)
+        self._init_forget_rate(forget_rate, ramp_epochs)
 
     def per_example_losses(self, logits1, logits2, labels):
         """Each network's cross-entropy on the examples its peer selected."""
@@ -345,29 +329,3 @@ def _unpack(data):
     reject_sample_weight(sample_weight)
     labels, clean = split_labels(y)
     return to_float(x), labels, clean
-
-
-def _fresh_clone(classifier: keras.Model, method: str) -> keras.Model:
-    """Network 2: the classifier's architecture with freshly initialised weights."""
-    try:
-        clone = keras.models.clone_model(classifier)
-    except Exception as error:  # clone_model raises several types for subclassed models
-        raise ValueError(
-            f"{method} builds its second network by cloning the classifier with "
-            "keras.models.clone_model, which failed for this classifier "
-            f"({type(error).__name__}: {error}). Build the classifier with the "
-            "functional or Sequential API, or give a subclassed model a get_config."
-        ) from error
-    if not clone.built:
-        raise ValueError(
-            f"{method} cloned the classifier but the clone is not built; build the "
-            "classifier with the functional or Sequential API."
-        )
-    pairs = list(zip(classifier.get_weights(), clone.get_weights()))
-    if pairs and all(np.array_equal(a, b) for a, b in pairs):
-        raise ValueError(
-            f"{method} needs two differently initialised networks, but the clone "
-            "of the classifier starts from the same weights, so the two would "
-            "never differ. Use initializers without a fixed seed."
-        )
-    return clone

@@ -2,14 +2,13 @@
 
 import keras
 
-from tf_causalnl import transition
 from tf_causalnl.baselines import losses
 from tf_causalnl.baselines.base import NoisyLabelClassifier
-from tf_causalnl.callbacks import with_forget_rate_schedule
+from tf_causalnl.callbacks import ForgetRateMixin
 
 
 @keras.saving.register_keras_serializable(package="tf_causalnl")
-class MentorNet(NoisyLabelClassifier):
+class MentorNet(ForgetRateMixin, NoisyLabelClassifier):
     """One network trained on the examples it finds easiest (self-paced learning).
 
     This is the *predefined-curriculum* MentorNet (Jiang et al., ICML 2018,
@@ -43,21 +42,7 @@ class MentorNet(NoisyLabelClassifier):
         **kwargs,
     ):
         super().__init__(classifier, seed=seed, **kwargs)
-        self.forget_rate = transition.check_forget_rate(forget_rate)
-        self.ramp_epochs = int(ramp_epochs)
-        # Read by per_example_loss, set each epoch by callbacks.ForgetRateSchedule.
-        self.forget_rate_variable = keras.Variable(
-            0.0, trainable=False, dtype="float32", name="current_forget_rate"
-        )
-
-    def fit(self, x=None, y=None, *args, callbacks=None, **kwargs):
-        """`keras.Model.fit`, adding the forget-rate schedule first if it is not given.
-
-        A forget rate of "auto" is first replaced by the noise rate estimated
-        from the data (`transition.resolve_auto_forget_rate`).
-        """
-        transition.resolve_auto_forget_rate(self, x, y)
-        return super().fit(x, y, *args, callbacks=with_forget_rate_schedule(callbacks), **kwargs)
+        self._init_forget_rate(forget_rate, ramp_epochs)
 
     def per_example_loss(self, x, labels, probabilities, training):
         if not training:
