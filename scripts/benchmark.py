@@ -25,6 +25,7 @@ _CLASSIFIER = flags.DEFINE_string("classifier", "small_cnn", "A name in networks
 _STEPS = flags.DEFINE_integer("steps", 40, "Training steps per measurement.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Measurements per contender (median reported).")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Batch size.")
+_VAE_WIDTH = flags.DEFINE_integer("vae_width", 32, "Maps of CausalNL's first VAE conv layer (the CPU grid uses 16).")
 
 
 def _fashion_mnist():
@@ -44,7 +45,8 @@ def _models(classifier_name):
         return model
 
     def causalnl():
-        model = CausalNL(networks.build_classifier(classifier_name, (28, 28, 1), 10), forget_rate=0.45)
+        model = CausalNL(networks.build_classifier(classifier_name, (28, 28, 1), 10), forget_rate=0.45,
+                         vae_width=_VAE_WIDTH.value)
         model.compile("adam")
         return model
 

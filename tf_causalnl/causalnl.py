@@ -52,7 +52,8 @@ class CausalNL(ForgetRateMixin, keras.Model):
       vae_depth: stride-2 layers of the image encoders and decoder; None picks
         4 below 64 pixels and 5 above (Appendix C).
       vae_width: maps of the first of those layers, doubling per layer (32
-        gives Appendix C's 32/64/128/256; 16 is about 2.8 times faster on CPU).
+        gives Appendix C's 32/64/128/256; 16 trains much faster on a CPU:
+        `scripts/benchmark.py --vae_width 16`).
       seed: seeds the Gumbel and Gaussian noise; the noise of a step is a
         function of (seed, step, replica), so a resumed run replays it.
     """
