@@ -56,14 +56,14 @@ def _models(classifier_name):
 def _examples_per_second(contenders, steps, repeats, batch_size):
     """contenders: name -> (model, dataset). Returns name -> median examples/s."""
     for model, dataset in contenders.values():
-        model.fit(dataset, epochs=1, steps_per_epoch=5, verbose=0)  # trace and warm up
+        model.fit(dataset, epochs=1, steps_per_epoch=5, verbose=0, shuffle=False)  # trace and warm up
     rates = {name: [] for name in contenders}
     for repeat in range(repeats):
         names = list(contenders) if repeat % 2 == 0 else list(contenders)[::-1]
         for name in names:
             model, dataset = contenders[name]
             start = time.perf_counter()
-            model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
+            model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
             rates[name].append(steps * batch_size / (time.perf_counter() - start))
     return {name: float(np.median(r)) for name, r in rates.items()}
 
