@@ -9,7 +9,8 @@ Modules: `data` (datasets and tf.data pipelines), `noise` (label-noise
 synthesis), `networks` (the sub-networks), `losses` and `distributions` (the
 objective), `causalnl` (the model), `baselines` (the eight methods of the
 paper's Section 4.1), `transition` (noise estimates from noisy labels alone),
-`callbacks`, `training` (configs to runs), `grid` (the benchmark table).
+`wrapper` (what every model shares), `callbacks`, `training` (configs to
+runs), `grid` (the benchmark table).
 """
 
 from tf_causalnl.causalnl import CausalNL

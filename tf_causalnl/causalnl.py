@@ -13,11 +13,11 @@ import tensorflow as tf
 
 from tf_causalnl import distributions, losses, networks
 from tf_causalnl.callbacks import ForgetRateMixin
-from tf_causalnl.data import to_float
+from tf_causalnl.wrapper import ClassifierWrapper, unpack_batch
 
 
 @keras.saving.register_keras_serializable(package="tf_causalnl")
-class CausalNL(ForgetRateMixin, keras.Model):
+class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
     """Wraps a classifier q(Y|X) in CausalNL's two-branch causal VAE.
 
     `call` returns branch 1's class probabilities, so `predict`, `evaluate`
@@ -106,8 +106,7 @@ class CausalNL(ForgetRateMixin, keras.Model):
             name: mean(name=name)
             for name in ("reconstruction", "noisy_label_ce", "negative_entropy", "kl_z", "coteaching")
         }
-        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        self.clean_accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="clean_accuracy")
+        self._init_accuracy_trackers()
         self.selection_precision_tracker = mean(name="selection_precision")
         self.built = True
 
@@ -126,15 +125,6 @@ class CausalNL(ForgetRateMixin, keras.Model):
             self.selection_precision_tracker,
         ]
 
-    def build(self, input_shape=None):
-        # Every network is built in __init__; nothing is created lazily, so the
-        # optimizer and BackupAndRestore see all variables from the start.
-        self.built = True
-
-    def call(self, inputs, training=False):
-        """Branch 1's class probabilities q(Y|X)."""
-        return keras.ops.softmax(self.classifier(to_float(inputs), training=training))
-
     def branch(self, index: int, x: tf.Tensor, seeds: tf.Tensor, training: bool) -> losses.BranchOutputs:
         """Runs branch `index` (0 or 1) of Algorithm 1, lines 3-7.
 
@@ -150,7 +140,7 @@ class CausalNL(ForgetRateMixin, keras.Model):
         return losses.BranchOutputs(logits, z_mean, z_log_variance, reconstruction, noisy_logits)
 
     def train_step(self, data):
-        x, labels, clean = _unpack(data)
+        x, labels, clean = unpack_batch(data)
         seeds = self._step_seeds(self.optimizer.iterations)
         with tf.GradientTape() as tape:
             branches = (self.branch(0, x, seeds[:2], True), self.branch(1, x, seeds[2:], True))
@@ -174,15 +164,10 @@ class CausalNL(ForgetRateMixin, keras.Model):
         evaluation as cheap as for a plain classifier (one network, not eight),
         and `val_loss` means what it means for any Keras classifier.
         """
-        x, labels, clean = _unpack(data)
+        x, labels, clean = unpack_batch(data)
         logits = self.classifier(x, training=False)
         self.loss_tracker.update_state(losses.cross_entropy(logits, labels))
-        self.accuracy_tracker.update_state(labels, logits)
-        logs = {"loss": self.loss_tracker.result(), "accuracy": self.accuracy_tracker.result()}
-        if clean is not None:
-            self.clean_accuracy_tracker.update_state(clean, logits)
-            logs["clean_accuracy"] = self.clean_accuracy_tracker.result()
-        return logs
+        return {"loss": self.loss_tracker.result(), **self._accuracy_logs(labels, clean, logits)}
 
     def _update_trackers(self, objective, logits, labels, clean) -> dict:
         # The objective is divided by the global batch; log the mean per example.
@@ -190,12 +175,8 @@ class CausalNL(ForgetRateMixin, keras.Model):
         self.loss_tracker.update_state(objective["loss"] * replicas)
         for name, values in objective["terms"].items():
             self.term_trackers[name].update_state(values)
-        self.accuracy_tracker.update_state(labels, logits)
-        logs = {m.name: m.result() for m in (self.loss_tracker, *self.term_trackers.values(), self.accuracy_tracker)}
-        if clean is not None:
-            self.clean_accuracy_tracker.update_state(clean, logits)
-            logs["clean_accuracy"] = self.clean_accuracy_tracker.result()
-        return logs
+        logs = {m.name: m.result() for m in (self.loss_tracker, *self.term_trackers.values())}
+        return {**logs, **self._accuracy_logs(labels, clean, logits)}
 
     def _step_seeds(self, step: tf.Tensor) -> tf.Tensor:
         """Four stateless seeds for this step: a function of (seed, step, replica)."""
@@ -207,8 +188,7 @@ class CausalNL(ForgetRateMixin, keras.Model):
 
     def get_config(self):
         return {
-            "name": self.name,
-            "classifier": keras.saving.serialize_keras_object(self.classifier),
+            **self._classifier_config(),
             "z_dim": self.z_dim,
             "beta0": self.betas[0],
             "beta1": self.betas[1],
@@ -219,29 +199,7 @@ class CausalNL(ForgetRateMixin, keras.Model):
             "temperature": self.temperature,
             "vae_depth": self.vae_depth,
             "vae_width": self.vae_width,
-            "seed": self.seed,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["classifier"] = keras.saving.deserialize_keras_object(config["classifier"])
-        return cls(**config)
-
-
-def _unpack(data):
-    """(x, labels, clean labels or None) from what Keras hands a train/test step."""
-    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    if sample_weight is not None:
-        raise ValueError(
-            "CausalNL does not take sample weights or class weights: its loss "
-            "terms are per example by design. Drop `sample_weight`/`class_weight`."
-        )
-    if y is None:
-        raise ValueError("CausalNL needs labels: call fit(x, noisy_labels) or fit on (x, y) batches.")
-    if isinstance(y, dict):
-        return to_float(x), y["noisy"], y.get("clean")
-    return to_float(x), y, None
 
 
 def _check_arguments(classifier, z_dim, temperature) -> None:

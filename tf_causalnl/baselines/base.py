@@ -10,32 +10,11 @@ import tensorflow as tf
 
 from tf_causalnl import networks
 from tf_causalnl.data import to_float
-
-
-def split_labels(y):
-    """(noisy labels, clean labels or None) from integer labels or {"noisy", "clean"}.
-
-    Clean training labels, where a benchmark knows them, only feed the
-    `clean_accuracy` diagnostic; no loss ever reads them.
-    """
-    if y is None:
-        raise ValueError("Training needs labels: call fit(x, noisy_labels) or fit on (x, y) batches.")
-    if isinstance(y, dict):
-        return y["noisy"], y.get("clean")
-    return y, None
-
-
-def reject_sample_weight(sample_weight) -> None:
-    if sample_weight is not None:
-        raise ValueError(
-            "The label-noise models do not take sample weights or class weights: "
-            "the methods set their own per-example weights. Drop "
-            "`sample_weight`/`class_weight`."
-        )
+from tf_causalnl.wrapper import ClassifierWrapper, reject_sample_weight, split_labels
 
 
 @keras.saving.register_keras_serializable(package="tf_causalnl")
-class NoisyLabelClassifier(keras.Model):
+class NoisyLabelClassifier(ClassifierWrapper, keras.Model):
     """A classifier q(Y|X) trained on noisy labels with a method's loss.
 
     `call` returns class probabilities (inputs as for `CausalNL`: uint8 images,
@@ -55,17 +34,8 @@ class NoisyLabelClassifier(keras.Model):
         self.classifier = classifier
         self.num_classes = int(classifier.output_shape[-1])
         self.seed = int(seed)
-        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        self.clean_accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="clean_accuracy")
+        self._init_accuracy_trackers()
         self.built = True
-
-    def build(self, input_shape=None):
-        self.built = True
-
-    def call(self, inputs, training=False):
-        # Keras' cross-entropy recovers the logits behind a softmax, so losses
-        # computed from these probabilities stay numerically stable.
-        return keras.activations.softmax(self.classifier(to_float(inputs), training=training))
 
     def per_example_loss(self, x, labels, probabilities, training):
         """The method's loss of each example (cross-entropy for the CE baseline)."""
@@ -86,22 +56,7 @@ class NoisyLabelClassifier(keras.Model):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         labels, clean = split_labels(y)
-        self.accuracy_tracker.update_state(labels, y_pred)
-        logs = {"loss": self._loss_tracker.result(), "accuracy": self.accuracy_tracker.result()}
-        if clean is not None:
-            self.clean_accuracy_tracker.update_state(clean, y_pred)
-            logs["clean_accuracy"] = self.clean_accuracy_tracker.result()
-        return logs
+        return {"loss": self._loss_tracker.result(), **self._accuracy_logs(labels, clean, y_pred)}
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "classifier": keras.saving.serialize_keras_object(self.classifier),
-            "seed": self.seed,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["classifier"] = keras.saving.deserialize_keras_object(config["classifier"])
-        return cls(**config)
+        return self._classifier_config()

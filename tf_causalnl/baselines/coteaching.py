@@ -18,9 +18,8 @@ import keras
 import tensorflow as tf
 
 from tf_causalnl import losses, networks
-from tf_causalnl.baselines.base import reject_sample_weight, split_labels
 from tf_causalnl.callbacks import ForgetRateMixin
-from tf_causalnl.data import to_float
+from tf_causalnl.wrapper import ClassifierWrapper, unpack_batch
 
 #: The smallest share of the batch Decoupling divides by: the authors' code
 #: (github.com/emalach/UpdateByDisagreement, train.py, `min_batch_size`)
@@ -84,7 +83,7 @@ def decoupling_losses(
     return losses.cross_entropy(logits1, labels) * scale, losses.cross_entropy(logits2, labels) * scale, mask
 
 
-class _TwoNetworks(keras.Model):
+class _TwoNetworks(ClassifierWrapper, keras.Model):
     """What Co-teaching and Decoupling share: two networks, one `train_step`.
 
     Subclasses define `per_example_losses`, which says which examples each
@@ -104,8 +103,7 @@ class _TwoNetworks(keras.Model):
         self.classifiers = [classifier, networks.fresh_clone(classifier, type(self).__name__)]
         mean = keras.metrics.Mean
         self.loss_tracker = mean(name="loss")
-        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        self.clean_accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="clean_accuracy")
+        self._init_accuracy_trackers()
         self.selection_precision_tracker = mean(name="selection_precision")
         self.built = True
 
@@ -123,14 +121,6 @@ class _TwoNetworks(keras.Model):
             self.selection_precision_tracker,
         ]
 
-    def build(self, input_shape=None):
-        # Both networks are built in __init__, so the optimizer and
-        # BackupAndRestore see every variable from the start.
-        self.built = True
-
-    def call(self, inputs, training=False):
-        """Network 1's class probabilities."""
-        return keras.ops.softmax(self.classifier(to_float(inputs), training=training))
 
     def per_example_losses(
         self, logits1: tf.Tensor, logits2: tf.Tensor, labels: tf.Tensor
@@ -141,7 +131,7 @@ class _TwoNetworks(keras.Model):
         raise NotImplementedError
 
     def train_step(self, data):
-        x, labels, clean = _unpack(data)
+        x, labels, clean = unpack_batch(data)
         with tf.GradientTape() as tape:
             logits1 = self.classifiers[0](x, training=True)
             logits2 = self.classifiers[1](x, training=True)
@@ -154,7 +144,7 @@ class _TwoNetworks(keras.Model):
         return {**logs, **self._selection_logs(selections, labels, clean)}
 
     def test_step(self, data):
-        x, labels, clean = _unpack(data)
+        x, labels, clean = unpack_batch(data)
         logits1 = self.classifiers[0](x, training=False)
         loss = tf.nn.compute_average_loss(losses.cross_entropy(logits1, labels))
         logs = self._update_trackers(loss, logits1, labels, clean)
@@ -177,12 +167,7 @@ class _TwoNetworks(keras.Model):
         # The loss is divided by the global batch; log the mean per example.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         self.loss_tracker.update_state(loss * replicas)
-        self.accuracy_tracker.update_state(labels, logits)
-        logs = {"loss": self.loss_tracker.result(), "accuracy": self.accuracy_tracker.result()}
-        if clean is not None:
-            self.clean_accuracy_tracker.update_state(clean, logits)
-            logs["clean_accuracy"] = self.clean_accuracy_tracker.result()
-        return logs
+        return {"loss": self.loss_tracker.result(), **self._accuracy_logs(labels, clean, logits)}
 
     def _regularization(self):
         """Layers' own losses (weight decay) of both networks, divided by the replicas."""
@@ -191,17 +176,7 @@ class _TwoNetworks(keras.Model):
         return tf.add_n(self.losses) / tf.distribute.get_strategy().num_replicas_in_sync
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "classifier": keras.saving.serialize_keras_object(self.classifier),
-            "seed": self.seed,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["classifier"] = keras.saving.deserialize_keras_object(config["classifier"])
-        return cls(**config)
+        return self._classifier_config()
 
 
 @keras.saving.register_keras_serializable(package="tf_causalnl")
@@ -321,11 +296,3 @@ class Decoupling(_TwoNetworks):
 
     def get_config(self):
         return {**super().get_config(), "min_update_fraction": self.min_update_fraction}
-
-
-def _unpack(data):
-    """(x as float, noisy labels, clean labels or None) from a train/test batch."""
-    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    reject_sample_weight(sample_weight)
-    labels, clean = split_labels(y)
-    return to_float(x), labels, clean

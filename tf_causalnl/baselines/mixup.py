@@ -4,7 +4,8 @@ import keras
 import tensorflow as tf
 
 from tf_causalnl.baselines import losses
-from tf_causalnl.baselines.base import NoisyLabelClassifier, reject_sample_weight, split_labels
+from tf_causalnl.baselines.base import NoisyLabelClassifier
+from tf_causalnl.wrapper import reject_sample_weight, split_labels
 from tf_causalnl.data import to_float
 
 
