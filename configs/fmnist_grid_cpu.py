@@ -22,9 +22,7 @@ forget rate equal to the noise rate (or "auto").
 An interrupted grid resumes where it stopped when rerun.
 """
 
-import ml_collections
-
-from tf_causalnl.config import base_config
+from tf_causalnl.config import base_config, table_1_grid
 
 
 def get_config():
@@ -37,11 +35,5 @@ def get_config():
     config.train.epochs = 12
     config.train.verbose = 0
 
-    config.grid = ml_collections.ConfigDict()
-    config.grid.methods = ("ce", "coteaching", "decoupling", "mentornet", "mixup",
-                           "forward", "reweight", "trevision", "causalnl")
-    config.grid.auto_methods = ("causalnl",)
-    config.grid.noise_types = ("idn",)
-    config.grid.noise_rates = (0.2, 0.3, 0.4, 0.45, 0.5)
-    config.grid.seeds = (0, 1)
+    config.grid = table_1_grid(seeds=(0, 1))
     return config

@@ -11,9 +11,7 @@ That is 250 runs of 150 epochs: days on one GPU. Add
         --workdir runs/fmnist_grid_resnet18
 """
 
-import ml_collections
-
-from tf_causalnl.config import base_config
+from tf_causalnl.config import base_config, table_1_grid
 
 
 def get_config():
@@ -22,11 +20,5 @@ def get_config():
     config.model.resnet_stem = "imagenet"
     config.train.verbose = 2
 
-    config.grid = ml_collections.ConfigDict()
-    config.grid.methods = ("ce", "coteaching", "decoupling", "mentornet", "mixup",
-                           "forward", "reweight", "trevision", "causalnl")
-    config.grid.auto_methods = ("causalnl",)
-    config.grid.noise_types = ("idn",)
-    config.grid.noise_rates = (0.2, 0.3, 0.4, 0.45, 0.5)
-    config.grid.seeds = (0, 1, 2, 3, 4)
+    config.grid = table_1_grid(seeds=(0, 1, 2, 3, 4))
     return config

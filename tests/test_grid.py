@@ -264,3 +264,18 @@ def test_shards_split_the_cells_between_processes(tmp_path):
     assert "12 of 12 cells finished" in open(os.path.join(workdir, "results.md")).read()
     with pytest.raises(ValueError, match=r"shard must be in \[0, num_shards=2\)"):
         grid.run(config, workdir, train_fn=first, shard=2, num_shards=2)
+
+
+@pytest.mark.parametrize("name, runs", [("fmnist_grid_cpu", 100), ("fmnist_grid_resnet18", 250)])
+def test_shipped_grid_configs_load_into_table_1_grids(name, runs):
+    import importlib.util
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "configs" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    cells = grid.cells(config)
+    assert len(cells) == runs
+    assert set(training.METHODS) == {cell.method for cell in cells}
+    assert grid.cell_config(config, cells[-1]).model.forget_rate == "auto"

@@ -68,3 +68,17 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.strategy = "default"  # see tf_causalnl.training.STRATEGIES
     config.train.verbose = 1  # Keras progress bar; 2 = one line per epoch
     return config
+
+
+def table_1_grid(seeds) -> ml_collections.ConfigDict:
+    """The grid section of the paper's Table 1 (see tf_causalnl.grid): its nine
+    methods in its row order, CausalNL also with forget_rate="auto", IDN at
+    20/30/40/45/50%, over `seeds`."""
+    grid = ml_collections.ConfigDict()
+    grid.methods = ("ce", "coteaching", "decoupling", "mentornet", "mixup",
+                    "forward", "reweight", "trevision", "causalnl")
+    grid.auto_methods = ("causalnl",)
+    grid.noise_types = ("idn",)
+    grid.noise_rates = (0.2, 0.3, 0.4, 0.45, 0.5)
+    grid.seeds = tuple(seeds)
+    return grid
