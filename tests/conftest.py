@@ -1,4 +1,4 @@
-"""Shared test set-up: fast CPU kernels and two logical CPU devices.
+"""Shared test set-up: fast CPU kernels, two logical CPU devices, shared fixtures.
 
 The CPU must be split into logical devices before TensorFlow initialises its
 runtime, so this runs at collection time, before any test touches TensorFlow.
@@ -10,6 +10,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -31,3 +32,42 @@ def _seeded():
     keras.utils.set_random_seed(1234)
     yield
     keras.backend.clear_session()
+
+
+@pytest.fixture
+def make_clothing1m(tmp_path):
+    """Writes a tiny Clothing1M folder in the published layout.
+
+    Returns a function (n_train, n_test, size, in_annotations) -> (root,
+    expected): random size x size JPEGs under images/, the annotation files in
+    the root or in annotations/, and `expected` = {"train": [(key, noisy
+    label)], "test": [(key, clean label)]}. Some training images also have a
+    (different) clean label, and clean validation images exist, as in the
+    real dataset; neither should reach the splits.
+    """
+    def make(n_train=8, n_test=4, size=64, in_annotations=False):
+        rng = np.random.default_rng(0)
+        root = tmp_path / "clothing1m"
+        keys = [f"images/{i % 10}/{i % 100:02d}/{i}.jpg" for i in range(n_train + n_test + 2)]
+        for key in keys:
+            (root / key).parent.mkdir(parents=True, exist_ok=True)
+            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            (root / key).write_bytes(tf.io.encode_jpeg(pixels).numpy())
+        train, test, val = keys[:n_train], keys[n_train:n_train + n_test], keys[n_train + n_test:]
+        noisy = {key: int(rng.integers(14)) for key in train}
+        clean = {key: int(rng.integers(14)) for key in test + val}
+        clean[train[0]] = (noisy[train[0]] + 1) % 14  # a clean training label: never used
+        annotations = root / "annotations" if in_annotations else root
+        annotations.mkdir(exist_ok=True)
+        files = {
+            "noisy_label_kv.txt": [f"{k} {v}" for k, v in noisy.items()],
+            "clean_label_kv.txt": [f"{k} {v}" for k, v in clean.items()],
+            "noisy_train_key_list.txt": train,
+            "clean_val_key_list.txt": val,
+            "clean_test_key_list.txt": test,
+        }
+        for name, lines in files.items():
+            (annotations / name).write_text("\n".join(lines) + "\n")
+        return root, {"train": [(k, noisy[k]) for k in train], "test": [(k, clean[k]) for k in test]}
+
+    return make

@@ -79,3 +79,62 @@ def test_unknown_names_list_the_valid_ones():
         networks.build_resnet((32, 32, 3), 10, depth=101)
     with pytest.raises(ValueError, match="stem must be"):
         networks.build_resnet((32, 32, 3), 10, stem="vit")
+
+
+def test_imagenet_preprocessing_matches_keras_applications():
+    images = np.random.default_rng(0).uniform(size=(2, 5, 7, 3)).astype(np.float32)
+    expected = keras.applications.resnet50.preprocess_input(images * 255.0)
+    out = keras.ops.convert_to_numpy(networks.ImageNetPreprocessing()(images))
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+
+
+def _preprocessing_model():
+    x_in = keras.Input((4, 4, 3))
+    h = networks.ImageNetPreprocessing(name="imagenet_preprocessing")(x_in)
+    return keras.Model(x_in, keras.layers.Dense(2)(keras.layers.Flatten()(h)))
+
+
+def test_imagenet_preprocessing_survives_save_load_and_clone(tmp_path):
+    model = _preprocessing_model()
+    images = np.random.default_rng(1).uniform(size=(3, 4, 4, 3)).astype(np.float32)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.get_layer("imagenet_preprocessing"), networks.ImageNetPreprocessing)
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-5)
+    clone = keras.models.clone_model(model)
+    assert isinstance(clone.get_layer("imagenet_preprocessing"), networks.ImageNetPreprocessing)
+    np.testing.assert_allclose(
+        keras.Model(clone.input, clone.get_layer("imagenet_preprocessing").output)(images),
+        keras.Model(model.input, model.get_layer("imagenet_preprocessing").output)(images), atol=1e-5)
+
+
+def test_resnet50_imagenet_without_weights_is_initialised_afresh_in_the_clone():
+    model = networks.build_classifier("resnet50_imagenet", (32, 32, 3), 14)
+    assert [l.name for l in model.layers] == ["image", "imagenet_preprocessing", "resnet50", "logits"]
+    assert tuple(model.output.shape) == (None, 14)
+    clone = networks.fresh_clone(model, "test")
+    assert not np.array_equal(model.get_layer("resnet50").get_weights()[0],
+                              clone.get_layer("resnet50").get_weights()[0])
+
+
+def test_pretrained_weights_reach_both_networks_but_not_the_head(tmp_path):
+    # A stand-in for the ImageNet weights (nothing is downloaded): a headless
+    # ResNet-50's weights saved to a file, loaded as `weights`.
+    body = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg")
+    body.save_weights(tmp_path / "notop.weights.h5")
+    model = networks.build_imagenet_resnet50((32, 32, 3), 14, weights=str(tmp_path / "notop.weights.h5"))
+    pretrained = model.get_layer("pretrained_resnet50")
+    for loaded, saved in zip(pretrained.get_weights(), body.get_weights()):
+        np.testing.assert_array_equal(loaded, saved)
+
+    clone = networks.fresh_clone(model, "test")
+    for copied, original in zip(clone.get_layer("pretrained_resnet50").get_weights(), pretrained.get_weights()):
+        np.testing.assert_array_equal(copied, original)
+    assert not np.array_equal(clone.get_layer("logits").get_weights()[0], model.get_layer("logits").get_weights()[0])
+
+
+def test_resnet50_imagenet_refuses_grey_or_tiny_images():
+    with pytest.raises(ValueError, match=r"needs RGB images of at least 32x32 pixels.*\(28, 28, 1\)"):
+        networks.build_classifier("resnet50_imagenet", (28, 28, 1), 10)
+    with pytest.raises(ValueError, match=r"\(16, 16, 3\)"):
+        networks.build_classifier("resnet50_imagenet", (16, 16, 3), 10)

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from tf_causalnl import CausalNL, data, training
+from tf_causalnl import CausalNL, clothing1m, data, pictures, training
 from tf_causalnl.config import base_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -53,6 +53,9 @@ def test_train_writes_the_work_directory_and_resumes(tmp_path, monkeypatch):
                  "checkpoint.keras", "results.json"):
         assert os.path.exists(os.path.join(workdir, name)), name
     assert os.listdir(os.path.join(workdir, "tensorboard"))
+    assert set(os.listdir(os.path.join(workdir, "pictures"))) == {
+        "training_curves.png", "confusion_matrix.png", "transition.png", "reconstructions.png",
+        "class_samples.png"}
     noisy = np.load(os.path.join(workdir, "noisy_labels.npy"))
     clean = _tiny_dataset().y_train
     report = json.load(open(os.path.join(workdir, "noise.json")))
@@ -174,3 +177,82 @@ def test_a_stale_estimate_lock_left_by_a_killed_process_is_broken(tmp_path):
     with training._exclusive(str(lock), stale_seconds=3600):
         assert lock.exists()
     assert not lock.exists()
+
+
+def _clothing1m_config(root, epochs=1):
+    config = _tiny_config(epochs)
+    config.data.name = "clothing1m"
+    config.data.data_dir = str(root)
+    config.data.image_size, config.data.resize = 8, 12
+    config.noise.type = "real"
+    config.train.batch_size = 4
+    config.train.eval_batch_size = 4
+    return config
+
+
+def _clothing1m_test_set(root):
+    dataset = clothing1m.load(root)
+    return clothing1m.eval_dataset(dataset.test_files, dataset.test_labels, batch_size=4,
+                                   image_size=8, resize=12)
+
+
+def test_clothing1m_trains_on_its_real_noisy_labels(tmp_path, make_clothing1m):
+    root, expected = make_clothing1m(n_train=8, n_test=4, size=16)
+    workdir = tmp_path / "run"
+    results = training.train(_clothing1m_config(root), str(workdir))
+
+    rows = _rows(workdir / "metrics.csv")
+    assert len(rows) == 1 and "clean_accuracy" not in rows[0] and "selection_precision" not in rows[0]
+    assert not (workdir / "noise.json").exists() and not (workdir / "noisy_labels.npy").exists()
+    assert "realized_noise_rate" not in results and results["forget_rate"] == pytest.approx(0.3)
+    model = keras.saving.load_model(workdir / "model.keras")
+    assert model.classifier.input_shape == (None, 8, 8, 3) and model.num_classes == 14
+    # val_accuracy scores the clean test labels.
+    test = _clothing1m_test_set(root)
+    logs = model.evaluate(test, verbose=0, return_dict=True)
+    assert logs["accuracy"] == pytest.approx(float(rows[0]["val_accuracy"]))
+    assert [int(y) for _, y in expected["test"]] == list(np.concatenate([y for _, y in test]))
+    # Pictures from the test images; no true transition without clean training labels.
+    drawn = {"training_curves.png", "confusion_matrix.png", "reconstructions.png", "class_samples.png"}
+    assert set(os.listdir(workdir / "pictures")) == drawn
+    (workdir / "pictures" / "confusion_matrix.png").unlink()
+    redrawn = pictures.pictures_from_workdir(str(workdir))
+    assert {os.path.basename(p) for p in redrawn} == drawn
+
+
+def test_real_and_synthetic_noise_go_with_their_datasets(tmp_path, monkeypatch, make_clothing1m):
+    monkeypatch.setitem(data.LOADERS, "tiny", _tiny_dataset)
+    config = _tiny_config(epochs=1)
+    config.noise.type = "real"
+    with pytest.raises(ValueError, match=r'noise.type="real" .* labels of tiny are clean: choose .*idn'):
+        training.train(config, str(tmp_path / "a"))
+
+    root, _ = make_clothing1m(n_train=8, n_test=4, size=16)
+    config = _clothing1m_config(root)
+    config.noise.type = "idn"
+    with pytest.raises(ValueError, match=r'clothing1m are already noisy .* set noise.type="real" \(got \'idn\'\)'):
+        training.train(config, str(tmp_path / "b"))
+    config.noise.type = "real"
+    config.model.forget_rate = "auto"
+    with pytest.raises(ValueError, match="noise estimate .* which clothing1m is too large for"):
+        training.train(config, str(tmp_path / "c"))
+
+
+def test_unknown_dataset_and_misplaced_pretrained_weights_are_refused(tmp_path):
+    config = _tiny_config(epochs=1)
+    config.data.name = "clothing"
+    with pytest.raises(ValueError, match=r"Unknown dataset 'clothing'; choose one of \['cifar10', .*'clothing1m'"):
+        training.train(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+    config.model.pretrained = "imagenet"
+    with pytest.raises(ValueError, match=r"model.pretrained='imagenet' needs a classifier with pretrained "
+                                         r"weights \(resnet50_imagenet\), but model.classifier is 'small_cnn'"):
+        training.build_model(config, (8, 8, 1), 3)
+
+
+def test_vae_depth_reaches_causalnl(monkeypatch):
+    config = _tiny_config(epochs=1)
+    config.model.vae_depth = 2
+    model = training.build_model(config, (8, 8, 1), 3)
+    strided = [l for l in model.latent_encoders[0].layers if isinstance(l, keras.layers.Conv2D)]
+    assert len(strided) == 2

@@ -5,12 +5,13 @@
     model.compile(optimizer="adam")
     model.fit(x_train, noisy_labels, epochs=10, validation_data=(x_test, y_test))
 
-Modules: `data` (datasets and tf.data pipelines), `noise` (label-noise
-synthesis), `networks` (the sub-networks), `losses` and `distributions` (the
-objective), `causalnl` (the model), `baselines` (the eight methods of the
-paper's Section 4.1), `transition` (noise estimates from noisy labels alone),
-`wrapper` (what every model shares), `callbacks`, `training` (configs to
-runs), `grid` (the benchmark table).
+Modules: `data` (datasets and tf.data pipelines), `clothing1m` (Clothing1M
+from its image files), `noise` (label-noise synthesis), `networks` (the
+sub-networks), `losses` and `distributions` (the objective), `causalnl` (the
+model), `baselines` (the eight methods of the paper's Section 4.1),
+`transition` (noise estimates from noisy labels alone), `wrapper` (what every
+model shares), `callbacks`, `training` (configs to runs), `grid` (the
+benchmark table).
 """
 
 from tf_causalnl.causalnl import CausalNL

@@ -3,6 +3,8 @@
 Each experiment in `configs/` starts from `base_config()` and changes what it
 needs; command-line overrides such as `--config.noise.rate=0.5` apply on top.
 Defaults are the paper's (Section 4.1, Appendices B and C) where it gives one.
+Keys added after the first benchmark grids default to None ("unset"), so the
+grid work directories made before them stay compatible (see tf_causalnl.grid).
 """
 
 import ml_collections
@@ -14,16 +16,23 @@ def base_config() -> ml_collections.ConfigDict:
     config.seed = 0
 
     config.data = ml_collections.ConfigDict()
-    config.data.name = "fashion_mnist"  # see tf_causalnl.data.LOADERS
+    config.data.name = "fashion_mnist"  # see data.LOADERS and training.FILE_DATASETS
     config.data.data_dir = ""  # "" = the loader's default location
     config.data.train_size = 0  # 0 = all training examples; else a seeded subset
     config.data.test_size = 0  # 0 = the whole test set; else its first test_size
     config.data.augment = True  # random crop and horizontal flip (Section 4.1)
     config.data.crop_padding = 4
     config.data.flip = True
+    # Clothing1M (images read from files): images are resized to resize x resize,
+    # then cropped to image_size x image_size (random crop for training, centre
+    # crop for testing). None = 256 and 224, the usual sizes for Clothing1M.
+    config.data.image_size = config_dict.placeholder(int)
+    config.data.resize = config_dict.placeholder(int)
 
     config.noise = ml_collections.ConfigDict()
-    config.noise.type = "idn"  # see tf_causalnl.noise.NOISE_TYPES
+    # See tf_causalnl.noise.NOISE_TYPES; "real" = the dataset's own noisy labels
+    # (Clothing1M), to which no synthetic noise is added.
+    config.noise.type = "idn"
     config.noise.rate = 0.45
     config.noise.std = 0.1  # spread of the per-example flip rate (IDN)
     config.noise.match_rate = True  # IDN: realised mean rate = requested rate
@@ -35,8 +44,14 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.method = "causalnl"  # see tf_causalnl.training.METHODS
     config.model.classifier = "resnet18"  # see tf_causalnl.networks.CLASSIFIERS
     config.model.resnet_stem = "cifar"  # or "imagenet" (the paper code's layout)
+    # Weights of a pretrained classifier (networks.PRETRAINED_CLASSIFIERS):
+    # "imagenet", or the path of a weights file; None or "" = random init.
+    config.model.pretrained = config_dict.placeholder(str)
     config.model.z_dim = 25
     config.model.vae_width = 32  # maps of the VAE's first conv layer (Appendix C: 32)
+    # Stride-2 layers of the VAE's conv networks; None = 4 below 64 pixels and
+    # 5 from 64 up (Appendix C: 4 for 28-32 pixels, 5 for Clothing1M).
+    config.model.vae_depth = config_dict.placeholder(int)
     config.model.beta0 = 0.1  # reconstruction
     config.model.beta1 = 0.1  # noisy-label likelihood
     config.model.beta2 = 1e-5  # entropy of q(Y|X)
@@ -82,3 +97,44 @@ def table_1_grid(seeds) -> ml_collections.ConfigDict:
     grid.noise_rates = (0.2, 0.3, 0.4, 0.45, 0.5)
     grid.seeds = tuple(seeds)
     return grid
+
+
+#: The argument of a config file that asks for its benchmark grid.
+GRID = "grid"
+
+
+def apply_variant(config: ml_collections.ConfigDict, variant: str | None) -> ml_collections.ConfigDict:
+    """Applies the optional argument of a synthetic-noise experiment's config file.
+
+    ml_collections passes what follows a colon in `--config file.py:ARG` to
+    `get_config(ARG)`, so one file gives every run of a table:
+      - None or "": one run at the config's noise rate (IDN-45%);
+      - a noise rate such as "0.3": one run at that rate, with
+        `model.forget_rate` set to it too (the paper's protocol);
+      - "grid": the table's grid for scripts/grid.py (`table_1_grid`, seeds
+        0-4, one line per epoch in the log).
+
+    Returns:
+      `config`, changed in place.
+
+    Raises:
+      ValueError: any other argument.
+    """
+    if variant in (None, ""):
+        return config
+    if variant == GRID:
+        config.train.verbose = 2
+        config.grid = table_1_grid(seeds=(0, 1, 2, 3, 4))
+        return config
+    try:
+        rate = float(variant)
+    except ValueError:
+        rate = None
+    if rate is None or not 0.0 <= rate < 1.0:
+        raise ValueError(
+            f"Unknown config argument {variant!r}: after the colon give a noise "
+            f"rate in [0, 1) such as file.py:0.3, or file.py:{GRID} for the grid."
+        )
+    config.noise.rate = rate
+    config.model.forget_rate = rate
+    return config

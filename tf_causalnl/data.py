@@ -5,7 +5,8 @@ labels): FashionMNIST is read from the IDX files of the Debian package
 `dataset-fashion-mnist`; CIFAR-10/100 and SVHN come from TensorFlow Datasets;
 `from_arrays` wraps user data. `train_dataset` and `eval_dataset` turn arrays
 into batched `tf.data` pipelines; images stay uint8 in memory and within the
-pipeline until `to_float` scales each batch to [0, 1].
+pipeline until `to_float` scales each batch to [0, 1]. Clothing1M, too large
+for memory, is read from its image files by `tf_causalnl.clothing1m`.
 """
 
 from __future__ import annotations
@@ -335,6 +336,20 @@ def _options() -> tf.data.Options:
     return options
 
 
+def epoch_indices(n: int, seed: int) -> tf.data.Dataset:
+    """The indices 0..n-1 (int64) in a new random order each epoch, from `seed`.
+
+    A fresh permutation of the indices each epoch: a uniform shuffle with no
+    shuffle buffer to fill (which would copy every example and stall the
+    first batch of each epoch). The order of epoch k depends only on `seed`
+    and k. The result's cardinality is unknown (`flat_map`).
+    """
+    epoch_seed = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return epoch_seed.batch(2).take(1).flat_map(
+        lambda pair: tf.data.Dataset.from_tensor_slices(
+            tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), pair)))
+
+
 def train_dataset(x: np.ndarray, noisy_labels: np.ndarray,
                   clean_labels: np.ndarray | None = None, *, batch_size: int,
                   seed: int, shuffle: bool = True, augment: bool = True,
@@ -382,16 +397,7 @@ def train_dataset(x: np.ndarray, noisy_labels: np.ndarray,
         if len(labels) != n:
             raise ValueError(f"{n} examples but {len(labels)} labels.")
     images, targets = tf.constant(x), tf.nest.map_structure(tf.constant, y)
-    if shuffle:
-        # A fresh permutation of the indices each epoch: a uniform shuffle with
-        # no shuffle buffer to fill (which would copy every image and stall
-        # the first batch of each epoch).
-        epoch_seed = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        indices = epoch_seed.batch(2).take(1).flat_map(
-            lambda pair: tf.data.Dataset.from_tensor_slices(
-                tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), pair)))
-    else:
-        indices = tf.data.Dataset.range(n)
+    indices = epoch_indices(n, seed) if shuffle else tf.data.Dataset.range(n)
     augment = augment and images.shape.rank == 4 and bool(crop_padding or flip)
     # One stateless seed (a pair of int64) per batch, new each epoch; seed + 1
     # keeps this stream apart from the permutation's.

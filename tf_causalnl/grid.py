@@ -446,8 +446,12 @@ def _to_json(config: ml_collections.ConfigDict) -> str:
 
 
 def _comparable(config: dict) -> dict:
-    """The config without its grid section and with the keys cells set blanked."""
-    config = copy.deepcopy(config)
+    """The config without its grid section and with the keys cells set blanked.
+
+    Keys set to None count as absent, so that a grid stored before such a
+    key was added (with default None) stays comparable.
+    """
+    config = _without_none(copy.deepcopy(config))
     config.pop("grid", None)
     for *parents, key in _CELL_KEYS:
         node = config
@@ -456,6 +460,12 @@ def _comparable(config: dict) -> dict:
         if isinstance(node, dict):
             node.pop(key, None)
     return config
+
+
+def _without_none(node):
+    if not isinstance(node, dict):
+        return node
+    return {key: _without_none(value) for key, value in node.items() if value is not None}
 
 
 def _differences(old, new, prefix: str = "") -> list[str]:

@@ -11,6 +11,9 @@ Images get the convolutional networks of Appendix C (4 stride-2 layers of
 images); vectors (tabular data, the moons illustration) get MLPs. The label y
 enters a convolutional network as an extra image plane (a dense layer to H*W),
 as the official code does. BatchNormalization uses momentum 0.9, PyTorch's 0.1.
+
+Classifiers: a small CNN, an MLP, ResNet-18/34/50 trained from scratch, and
+keras.applications' ResNet-50 with optional ImageNet weights (Clothing1M).
 """
 
 import math
@@ -259,19 +262,91 @@ def build_resnet(
     return keras.Model(x_in, logits, name=name or f"resnet{depth}")
 
 
+#: ImageNet's mean pixel, in BGR order: what the "caffe" preprocessing of
+#: keras.applications' ResNet-50 subtracts from 0-255 BGR images.
+IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
+
+#: Name prefix of the layers that hold pretrained weights; `fresh_clone`
+#: copies their weights into the clone instead of initialising them afresh.
+PRETRAINED_PREFIX = "pretrained_"
+
+
+@keras.saving.register_keras_serializable(package="tf_causalnl")
+class ImageNetPreprocessing(keras.layers.Layer):
+    """Maps RGB images in [0, 1] to the input of keras.applications' ResNet-50.
+
+    The same as `keras.applications.resnet50.preprocess_input(255 * x)`:
+    scale to 0-255, reverse the channels to BGR, subtract `IMAGENET_MEAN_BGR`.
+    A layer (not a Lambda) so that the classifier saves, loads, clones and
+    exports like any other; it has no weights and no arguments.
+    """
+
+    def call(self, images):
+        images = keras.ops.cast(images, self.compute_dtype) * 255.0
+        mean = keras.ops.convert_to_tensor(IMAGENET_MEAN_BGR, dtype=self.compute_dtype)
+        return keras.ops.flip(images, axis=-1) - mean
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def build_imagenet_resnet50(
+    input_shape: Sequence[int],
+    num_classes: int,
+    weights: str | None = None,
+    name: str = "resnet50_imagenet",
+) -> keras.Model:
+    """keras.applications' ResNet-50, optionally ImageNet-pretrained, returning logits.
+
+    Images in [0, 1] go through `ImageNetPreprocessing`, the ResNet-50 body
+    with global average pooling (`include_top=False, pooling="avg"`), and a
+    new dense layer to the logits. With `weights`, the body is named
+    `pretrained_resnet50`, so that the second network of CausalNL,
+    Co-teaching and Decoupling starts from the same pretrained body (see
+    `fresh_clone`), as the paper's two ImageNet-pretrained ResNet-50s do.
+
+    Args:
+      weights: None for random initialisation, "imagenet" (Keras downloads
+        them on first use into ~/.keras/models), or the path of a weights file
+        of the headless ResNet-50 (keras.applications' `*_notop` weights).
+
+    Raises:
+      ValueError: the input is not RGB images of at least 32x32 pixels.
+    """
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3 or input_shape[-1] != 3 or min(input_shape[:2]) < 32:
+        raise ValueError(
+            f"resnet50_imagenet needs RGB images of at least 32x32 pixels, shape "
+            f"(H, W, 3); got inputs of shape {input_shape}. Use another classifier "
+            "for grey-scale or smaller images."
+        )
+    body = keras.applications.ResNet50(
+        include_top=False, weights=weights or None, input_shape=input_shape, pooling="avg",
+        name=f"{PRETRAINED_PREFIX}resnet50" if weights else "resnet50",
+    )
+    x_in = keras.Input(input_shape, name="image")
+    h = ImageNetPreprocessing(name="imagenet_preprocessing")(x_in)
+    logits = keras.layers.Dense(num_classes, name="logits")(body(h))
+    return keras.Model(x_in, logits, name=name)
+
+
 CLASSIFIERS: dict[str, Callable[..., keras.Model]] = {
     "small_cnn": build_small_cnn,
     "mlp": build_mlp_classifier,
     "resnet18": lambda shape, classes, **kw: build_resnet(shape, classes, 18, **kw),
     "resnet34": lambda shape, classes, **kw: build_resnet(shape, classes, 34, **kw),
     "resnet50": lambda shape, classes, **kw: build_resnet(shape, classes, 50, **kw),
+    "resnet50_imagenet": build_imagenet_resnet50,
 }
+
+#: The classifiers that take pretrained `weights` (`config.model.pretrained`).
+PRETRAINED_CLASSIFIERS = ("resnet50_imagenet",)
 
 
 def build_classifier(
     name: str, input_shape: Sequence[int], num_classes: int, **kwargs
 ) -> keras.Model:
-    """Builds one of `CLASSIFIERS` by name; kwargs go to its builder (e.g. stem)."""
+    """Builds one of `CLASSIFIERS` by name; kwargs go to its builder (e.g. stem, weights)."""
     if name not in CLASSIFIERS:
         raise ValueError(
             f"Unknown classifier {name!r}; choose one of {sorted(CLASSIFIERS)}, "
@@ -285,6 +360,10 @@ def fresh_clone(classifier: keras.Model, method: str) -> keras.Model:
 
     Two-network methods (CausalNL's branch 2, Co-teaching, Decoupling) need a
     second network that starts elsewhere; `method` names the caller in errors.
+    Layers named `PRETRAINED_PREFIX...` (a pretrained body, as in
+    `build_imagenet_resnet50` with weights) are the exception: the clone gets
+    a copy of their weights, so both networks start from the pretrained
+    features and differ in the rest (e.g. the new logits layer).
     """
     try:
         clone = keras.models.clone_model(classifier)
@@ -300,6 +379,9 @@ def fresh_clone(classifier: keras.Model, method: str) -> keras.Model:
             f"{method} cloned the classifier but the clone is not built; build the "
             "classifier with the functional or Sequential API."
         )
+    for layer in classifier.layers:
+        if layer.name.startswith(PRETRAINED_PREFIX):
+            clone.get_layer(layer.name).set_weights(layer.get_weights())
     pairs = list(zip(classifier.get_weights(), clone.get_weights()))
     if pairs and all(np.array_equal(a, b) for a, b in pairs):
         raise ValueError(

@@ -582,8 +582,13 @@ def pictures_from_workdir(workdir: str) -> list[str]:
     Raises:
       FileNotFoundError: `workdir` is not a work directory, or holds no model.
     """
+    from tf_causalnl import training  # noqa: PLC0415 (training calls write_pictures)
+
     config = ml_collections.ConfigDict(_require_workdir(workdir))
     model = _load_model(workdir)
+    if config.data.name in training.FILE_DATASETS:  # Clothing1M: images stay in their files
+        return training.write_pictures(workdir, model, training.file_inputs(config),
+                                       int(config.get("seed", 0)))
     dataset, noisy = run_data(config)
     return write_pictures(
         workdir, model, dataset.x_test, dataset.y_test,

@@ -1,30 +1,42 @@
 """Training from a config: data -> noise -> model -> `fit` -> work directory.
 
 `train(config, workdir)` is what the command line runs (`scripts/train.py`);
-it uses only the public API (`data`, `noise`, `networks`, `CausalNL`), so a
-user's own script can do the same in a few lines. The work directory gets:
+it uses only the public API (`data`, `clothing1m`, `noise`, `networks`,
+`CausalNL`), so a user's own script can do the same in a few lines. Datasets
+held in memory get synthetic noise; Clothing1M, read from its image files,
+keeps its real noisy labels (`noise.type="real"`) and has no clean training
+labels. The work directory gets:
 
   config.json          the full config of the run
   noise.json           realised noise rate and empirical transition matrix
-  noisy_labels.npy     the noisy training labels (the noise file)
+                       (synthetic noise only)
+  noisy_labels.npy     the noisy training labels (the noise file; synthetic
+                       noise only)
   noise_estimate.json  the anchor-point transition matrix and noise rate
                        estimated from the noisy labels alone, for methods that
                        need them (Forward, Reweight, T-Revision) and for
                        forget_rate="auto"
   metrics.csv          one row per epoch: every loss term, accuracies, forget rate
+                       (clean_accuracy and selection_precision only where the
+                       clean training labels are known)
   tensorboard/         TensorBoard logs
   backup/              Keras BackupAndRestore state: a rerun resumes after the
                        last completed epoch (and continues a finished run
                        when given more epochs)
   checkpoint.keras     the model after the last completed epoch
   model.keras          the final model
+  pictures/            training curves, confusion matrix, noisy-label transition;
+                       for CausalNL on images also reconstructions and class
+                       samples (tf_causalnl.pictures; scripts/pictures.py redraws them)
   results.json         clean test accuracy: last epoch, and mean of the last 10
-                       (of all epochs when there are fewer); the forget rate
-                       used and the estimated noise rate where there is one
+                       (of all epochs when there are fewer); the realised noise
+                       rate (synthetic noise), the forget rate used and the
+                       estimated noise rate where there is one
 """
 
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -36,7 +48,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from tf_causalnl import baselines, data, networks, noise, transition
+from tf_causalnl import baselines, clothing1m, data, networks, noise, pictures, transition
 from tf_causalnl.causalnl import CausalNL
 
 #: One dict from method name to model class. `build_model` passes each class
@@ -61,13 +73,45 @@ STRATEGIES = {
 #: The paper reports clean test accuracy averaged over the last 10 epochs.
 LAST_EPOCHS = 10
 
+#: Test images the pictures of a file dataset are drawn from.
+PICTURE_TEST_EXAMPLES = 2000
+
+#: The noise type of a dataset whose training labels are noisy as published.
+REAL_NOISE = "real"
+
+#: Datasets read from image files (not held in memory), by name: their
+#: training labels carry real noise, and their clean training labels are unknown.
+FILE_DATASETS = {clothing1m.NAME: clothing1m.load}
+
+
+@dataclasses.dataclass
+class Inputs:
+    """What `train` fits a model on.
+
+    Attributes:
+        train: Batches of (images, noisy labels, or {"noisy", "clean"}).
+        test: Batches of (images, clean labels).
+        input_shape: Shape of one image.
+        num_classes: Number of classes.
+        estimate: The noise estimate, for runs that need one.
+        results: Entries for results.json, e.g. the realised noise rate.
+    """
+
+    train: tf.data.Dataset
+    test: tf.data.Dataset
+    input_shape: tuple[int, ...]
+    num_classes: int
+    estimate: transition.NoiseEstimate | None = None
+    results: dict = dataclasses.field(default_factory=dict)
+    dataset: data.Dataset | None = None
+    noisy: np.ndarray | None = None
+
 
 def load_noisy_data(config: ml_collections.ConfigDict) -> tuple[data.Dataset, np.ndarray, noise.NoiseReport]:
     """Loads the dataset named in the config and corrupts its training labels."""
     dataset = data.load_dataset(config.data.name, config.data.data_dir or None)
     if config.data.train_size:
-        keep = np.random.default_rng(config.seed).permutation(len(dataset.y_train))
-        keep = np.sort(keep[: config.data.train_size])
+        keep = _train_subset(len(dataset.y_train), config)
         dataset.x_train, dataset.y_train = dataset.x_train[keep], dataset.y_train[keep]
     if config.data.test_size:
         dataset.x_test = dataset.x_test[: config.data.test_size]
@@ -88,6 +132,80 @@ def load_noisy_data(config: ml_collections.ConfigDict) -> tuple[data.Dataset, np
     return dataset, noisy, noise.noise_report(dataset.y_train, noisy, dataset.num_classes)
 
 
+def _train_subset(n: int, config: ml_collections.ConfigDict) -> np.ndarray:
+    """Sorted indices of the seeded `config.data.train_size` training examples."""
+    keep = np.random.default_rng(config.seed).permutation(n)
+    return np.sort(keep[: config.data.train_size])
+
+
+def prepare_inputs(config: ml_collections.ConfigDict, workdir: str) -> Inputs:
+    """The training and test pipelines of the configured run, with their noise.
+
+    A dataset held in memory gets the configured synthetic noise (written to
+    noisy_labels.npy and noise.json) and, where the run needs it, the noise
+    estimate; a file dataset (Clothing1M) keeps its real noisy labels.
+    """
+    if config.data.name in FILE_DATASETS:
+        return file_inputs(config)
+    if config.noise.type == REAL_NOISE:
+        raise ValueError(
+            f'noise.type="{REAL_NOISE}" trains on a dataset\'s own noisy labels, but the '
+            f"labels of {config.data.name} are clean: choose a synthetic noise type "
+            f"({', '.join(sorted(noise.NOISE_TYPES))}) or a dataset with real noise "
+            f"({', '.join(sorted(FILE_DATASETS))}).")
+    dataset, noisy, report = load_noisy_data(config)
+    np.save(os.path.join(workdir, "noisy_labels.npy"), noisy)
+    write_json(
+        os.path.join(workdir, "noise.json"),
+        {"type": config.noise.type, "requested_rate": config.noise.rate, **report.to_dict()},
+    )
+    estimate = estimate_noise(config, dataset, noisy, workdir) if needs_estimate(config) else None
+    train_ds = data.train_dataset(
+        dataset.x_train, noisy, dataset.y_train,
+        batch_size=config.train.batch_size,
+        seed=config.seed,
+        augment=config.data.augment,
+        crop_padding=config.data.crop_padding,
+        flip=config.data.flip,
+    )
+    test_ds = data.eval_dataset(dataset.x_test, dataset.y_test, batch_size=config.train.eval_batch_size)
+    return Inputs(train_ds, test_ds, dataset.input_shape, dataset.num_classes, estimate,
+                  {"realized_noise_rate": report.realized_rate}, dataset, noisy)
+
+
+def file_inputs(config: ml_collections.ConfigDict) -> Inputs:
+    """Pipelines over the image files of a real-noise dataset (Clothing1M)."""
+    name = config.data.name
+    if config.noise.type != REAL_NOISE:
+        raise ValueError(
+            f"The training labels of {name} are already noisy (real-world noise), so no "
+            f'synthetic noise is added to them: set noise.type="{REAL_NOISE}" '
+            f"(got {config.noise.type!r}).")
+    if needs_estimate(config):
+        raise ValueError(
+            "The anchor-point noise estimate (methods forward, reweight, trevision and "
+            f'forget_rate="auto") trains on the whole training set held in memory, '
+            f"which {name} is too large for: choose another method and set "
+            "model.forget_rate to a number.")
+    dataset = FILE_DATASETS[name](config.data.data_dir)
+    train_files, train_labels = dataset.train_files, dataset.train_labels
+    if config.data.train_size:
+        keep = _train_subset(len(train_labels), config)
+        train_files, train_labels = train_files[keep], train_labels[keep]
+    test_files, test_labels = dataset.test_files, dataset.test_labels
+    if config.data.test_size:
+        test_files, test_labels = test_files[: config.data.test_size], test_labels[: config.data.test_size]
+    sizes = {"image_size": config.data.image_size or clothing1m.IMAGE_SIZE,
+             "resize": config.data.resize or clothing1m.RESIZE}
+    train_ds = clothing1m.train_dataset(
+        train_files, train_labels, batch_size=config.train.batch_size, seed=config.seed,
+        augment=config.data.augment, flip=config.data.flip, **sizes)
+    test_ds = clothing1m.eval_dataset(
+        test_files, test_labels, batch_size=config.train.eval_batch_size, **sizes)
+    side = sizes["image_size"]
+    return Inputs(train_ds, test_ds, (side, side, 3), dataset.num_classes)
+
+
 def needs_estimate(config: ml_collections.ConfigDict) -> bool:
     """Whether the run needs the noise estimate: a method that takes a
     transition matrix, or one with a forget rate set to "auto"."""
@@ -103,10 +221,15 @@ def estimate_noise(config: ml_collections.ConfigDict, dataset: data.Dataset, noi
     It is cached as noise_estimate.json in `config.estimate.cache_dir` (keyed
     by everything it depends on) or, without one, in the work directory.
     """
-    key = {"data": config.data.to_dict(), "noise": config.noise.to_dict(), "seed": config.seed,
+    # Keys left unset (None) stay out, so that estimates cached before those
+    # keys existed keep their file names.
+    key = {"data": {k: v for k, v in config.data.to_dict().items() if v is not None},
+           "noise": config.noise.to_dict(), "seed": config.seed,
            "classifier": config.model.classifier, "resnet_stem": config.model.resnet_stem,
            "estimate": {k: v for k, v in config.estimate.to_dict().items() if k != "cache_dir"},
            "batch_size": config.train.batch_size, "learning_rate": config.train.learning_rate}
+    if config.model.pretrained:
+        key["pretrained"] = config.model.pretrained
     if config.estimate.cache_dir:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         path = os.path.join(config.estimate.cache_dir, f"noise_estimate-{digest}.json")
@@ -187,7 +310,15 @@ def _method_class(config):
 
 def _classifier(config, input_shape, num_classes):
     m = config.model
-    kwargs = {"stem": m.resnet_stem} if m.classifier.startswith("resnet") else {}
+    if m.classifier in networks.PRETRAINED_CLASSIFIERS:
+        kwargs = {"weights": m.pretrained or None}
+    elif m.pretrained:
+        raise ValueError(
+            f"model.pretrained={m.pretrained!r} needs a classifier with pretrained weights "
+            f"({', '.join(networks.PRETRAINED_CLASSIFIERS)}), but model.classifier is "
+            f'{m.classifier!r}; change the classifier or set model.pretrained="".')
+    else:
+        kwargs = {"stem": m.resnet_stem} if m.classifier.startswith("resnet") else {}
     return networks.build_classifier(m.classifier, input_shape, num_classes, **kwargs)
 
 
@@ -202,7 +333,8 @@ def _model_kwargs(config, parameters, estimate) -> dict:
     values = {
         "z_dim": m.z_dim, "beta0": m.beta0, "beta1": m.beta1, "beta2": m.beta2, "beta3": m.beta3,
         "forget_rate": forget_rate, "ramp_epochs": m.ramp_epochs, "temperature": m.temperature,
-        "alpha": m.mixup_alpha, "vae_width": m.vae_width, "seed": config.seed,
+        "alpha": m.mixup_alpha, "vae_depth": m.vae_depth, "vae_width": m.vae_width,
+        "seed": config.seed,
     }
     if "transition" in parameters:
         if estimate is None:
@@ -216,37 +348,16 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     A rerun on the same work directory resumes from the last completed epoch.
     """
-    if config.train.strategy not in STRATEGIES:
-        raise ValueError(
-            f"Unknown strategy {config.train.strategy!r}; choose one of {sorted(STRATEGIES)}."
-        )
-    _method_class(config)
+    _check_names(config)
     os.makedirs(workdir, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     write_json(os.path.join(workdir, "config.json"), config.to_dict())
 
-    dataset, noisy, report = load_noisy_data(config)
-    np.save(os.path.join(workdir, "noisy_labels.npy"), noisy)
-    write_json(
-        os.path.join(workdir, "noise.json"),
-        {"type": config.noise.type, "requested_rate": config.noise.rate, **report.to_dict()},
-    )
-
-    estimate = estimate_noise(config, dataset, noisy, workdir) if needs_estimate(config) else None
+    inputs = prepare_inputs(config, workdir)
     keras.utils.set_random_seed(config.seed)  # the same start with or without an estimate
-
     strategy = STRATEGIES[config.train.strategy]()
-    train_ds = data.train_dataset(
-        dataset.x_train, noisy, dataset.y_train,
-        batch_size=config.train.batch_size,
-        seed=config.seed,
-        augment=config.data.augment,
-        crop_padding=config.data.crop_padding,
-        flip=config.data.flip,
-    )
-    test_ds = data.eval_dataset(dataset.x_test, dataset.y_test, batch_size=config.train.eval_batch_size)
     with strategy.scope():
-        model = build_model(config, dataset.input_shape, dataset.num_classes, estimate)
+        model = build_model(config, inputs.input_shape, inputs.num_classes, inputs.estimate)
 
     metrics_path = os.path.join(workdir, "metrics.csv")
     callbacks = [
@@ -259,27 +370,57 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ]
     start = time.perf_counter()
     model.fit(
-        train_ds,
+        inputs.train,
         epochs=config.train.epochs,
-        validation_data=test_ds,
+        validation_data=inputs.test,
         callbacks=callbacks,
         verbose=config.train.verbose,
-        shuffle=False,  # train_ds shuffles each epoch itself; this silences Keras' warning
+        shuffle=False,  # the pipeline shuffles each epoch itself; this silences Keras' warning
     )
     model.save(os.path.join(workdir, "model.keras"))
 
     results = summarize(metrics_path)
     results.update(
         seconds=round(time.perf_counter() - start, 1),
-        realized_noise_rate=report.realized_rate,
+        **inputs.results,
         workdir=os.path.abspath(workdir),
     )
     if hasattr(model, "forget_rate"):
         results["forget_rate"] = float(model.forget_rate)
-    if estimate is not None:
-        results["estimated_noise_rate"] = float(estimate.noise_rate)
+    if inputs.estimate is not None:
+        results["estimated_noise_rate"] = float(inputs.estimate.noise_rate)
     write_json(os.path.join(workdir, "results.json"), results)
+    write_pictures(workdir, model, inputs, config.seed)
     return results
+
+
+def write_pictures(workdir: str, model: keras.Model, inputs: Inputs, seed: int) -> list[str]:
+    """Draws the run's pictures into `<workdir>/pictures/` (see `tf_causalnl.pictures`).
+
+    In-memory data gives every picture; a file dataset (Clothing1M) gives them
+    from the first `PICTURE_TEST_EXAMPLES` test images, without the true
+    transition (its clean training labels are unknown).
+    """
+    if inputs.dataset is not None:
+        d = inputs.dataset
+        return pictures.write_pictures(
+            workdir, model, d.x_test, d.y_test, x_train=d.x_train, noisy_labels=inputs.noisy,
+            clean_labels=d.y_train, class_names=pictures.dataset_class_names(d), seed=seed)
+    batches = list(inputs.test.unbatch().batch(PICTURE_TEST_EXAMPLES).take(1).as_numpy_iterator())
+    x_test, y_test = batches[0] if batches else (np.zeros((0, *inputs.input_shape)), np.zeros(0, int))
+    return pictures.write_pictures(workdir, model, x_test, y_test, seed=seed)
+
+
+def _check_names(config: ml_collections.ConfigDict) -> None:
+    """Refuses an unknown strategy, method or dataset before anything is written."""
+    if config.train.strategy not in STRATEGIES:
+        raise ValueError(
+            f"Unknown strategy {config.train.strategy!r}; choose one of {sorted(STRATEGIES)}."
+        )
+    _method_class(config)
+    datasets = sorted({*data.LOADERS, *FILE_DATASETS})
+    if config.data.name not in datasets:
+        raise ValueError(f"Unknown dataset {config.data.name!r}; choose one of {datasets}.")
 
 
 def summarize(metrics_path: str) -> dict:
