@@ -31,7 +31,23 @@ def _seeded():
     """Every test starts from the same Python, NumPy and TensorFlow seeds."""
     keras.utils.set_random_seed(1234)
     yield
-    keras.backend.clear_session()
+    # Without Python's full garbage collection: its cost grows with everything
+    # earlier tests left alive, and run after each of 350 tests it made the
+    # suite's last files several times slower than they are on their own.
+    keras.backend.clear_session(free_memory=False)
+
+
+@pytest.fixture(autouse=True)
+def _pictures_only_where_tested(request, monkeypatch):
+    """`training.train` draws its pictures only in tests marked `pictures`.
+
+    Drawing adds seconds to each of the suite's many small training runs; the
+    tests marked `pictures` and tests/test_pictures.py cover it.
+    """
+    if "pictures" not in request.keywords:
+        from tf_causalnl import training  # noqa: PLC0415
+
+        monkeypatch.setattr(training, "write_pictures", lambda *args, **kwargs: [])
 
 
 @pytest.fixture

@@ -59,17 +59,16 @@ def test_markdown_table_gives_mean_and_sample_std():
 
 
 def test_run_trains_every_method_and_writes_the_figure_and_tables(tmp_path):
-    config = _tiny_config(seeds=(0, 1))
+    config = _tiny_config(seeds=(3,))
     lines = []
     rows = moons.run(config, str(tmp_path), log=lines.append)
 
-    assert [(r["method"], r["seed"]) for r in rows] == [
-        (m, s) for s in (0, 1) for m in moons.METHODS]
+    assert [(r["method"], r["seed"]) for r in rows] == [(m, 3) for m in moons.METHODS]
     assert all(0.0 <= r["clean_test_accuracy"] <= 1.0 for r in rows)
     image = matplotlib.image.imread(tmp_path / "moons.png")
     assert image.shape[1] > 3 * image.shape[0]  # four panels side by side
     csv_lines = (tmp_path / "results.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("method,seed,clean_test_accuracy") and len(csv_lines) == 9
+    assert csv_lines[0].startswith("method,seed,clean_test_accuracy") and len(csv_lines) == 5
     table = (tmp_path / "results.md").read_text()
     for title in ("CE", "Co-teaching", "Mixup", "CausalNL"):
         assert f"| {title} |" in table

@@ -44,6 +44,7 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.pictures
 def test_train_writes_the_work_directory_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setitem(data.LOADERS, "tiny", _tiny_dataset)
     workdir = str(tmp_path / "run")
@@ -196,6 +197,7 @@ def _clothing1m_test_set(root):
                                    image_size=8, resize=12)
 
 
+@pytest.mark.pictures
 def test_clothing1m_trains_on_its_real_noisy_labels(tmp_path, make_clothing1m):
     root, expected = make_clothing1m(n_train=8, n_test=4, size=16)
     workdir = tmp_path / "run"
