@@ -5,6 +5,7 @@ runtime, so this runs at collection time, before any test touches TensorFlow.
 """
 
 import os
+import socket
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -24,6 +25,15 @@ tf.config.set_logical_device_configuration(
 def two_cpu_strategy():
     """A MirroredStrategy over the two logical CPUs (two replicas)."""
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Makes any attempt to open a network connection fail loudly."""
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"test tried to reach the network: {args}")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,6 @@ import json
 import os
 import pathlib
 import re
-import socket
 
 import pytest
 import tensorflow as tf
@@ -72,15 +71,6 @@ GRID_CONFIGS = [(p, None) for p in CONFIG_FILES if "grid" in load_config(p)] + [
 
 def _name(value):
     return value.name if isinstance(value, pathlib.Path) else str(value)
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Makes any attempt to open a network connection fail loudly."""
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"test tried to reach the network: {args}")
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture

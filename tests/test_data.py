@@ -2,7 +2,6 @@
 
 import gzip
 import logging
-import socket
 import struct
 
 import numpy as np
@@ -38,15 +37,6 @@ def fake_fashion_mnist(folder, n_train=12, n_test=6, rng=None):
     for key, filename in data.FASHION_MNIST_FILES.items():
         write(folder / filename, idx_bytes(arrays[key]))
     return arrays
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Makes any attempt to open a network connection fail loudly."""
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"test tried to reach the network: {args}")
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 # --- IDX files --------------------------------------------------------------
