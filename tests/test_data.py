@@ -403,3 +403,19 @@ def test_eval_dataset_keeps_order_and_every_example():
     assert [len(b[1]) for b in out] == [4, 4, 2]
     np.testing.assert_array_equal(np.concatenate([b[0] for b in out]), x / np.float32(255))
     np.testing.assert_array_equal(np.concatenate([b[1] for b in out]), y)
+
+
+def test_an_epoch_depends_only_on_seed_and_epoch():
+    """A stream started at epoch 2 replays epochs 2 and 3 of a stream started at 0."""
+    x, y = images(n=24), np.arange(24) % 3
+    steps = data.steps_per_epoch(24, 8)
+    take = lambda ds, k: list(ds.take(k).as_numpy_iterator())
+    from_zero = take(data.train_dataset(x, y, batch_size=8, seed=5, initial_epoch=0), 4 * steps)
+    from_two = take(data.train_dataset(x, y, batch_size=8, seed=5, initial_epoch=2), 2 * steps)
+    for a, b in zip(from_zero[2 * steps:], from_two, strict=True):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+    epochs = [np.concatenate([b[1] for b in from_zero[k * steps:(k + 1) * steps]]) for k in range(4)]
+    assert all(sorted(e) == sorted(y) for e in epochs)  # every example once per epoch
+    assert not np.array_equal(epochs[0], epochs[1])  # a new order each epoch
+    assert not np.array_equal(from_zero[0][0], from_zero[steps][0])

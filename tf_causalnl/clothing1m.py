@@ -29,7 +29,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tf_causalnl.data import epoch_indices
+from tf_causalnl.data import epoch_batches, epoch_seeds
 
 NAME = "clothing1m"
 NUM_CLASSES = 14
@@ -173,7 +173,8 @@ def _options() -> tf.data.Options:
 
 def train_dataset(files: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int,
                   image_size: int = IMAGE_SIZE, resize: int = RESIZE, augment: bool = True,
-                  flip: bool = True, shuffle: bool = True) -> tf.data.Dataset:
+                  flip: bool = True, shuffle: bool = True,
+                  initial_epoch: int | None = None) -> tf.data.Dataset:
     """Shuffled, augmented training batches decoded from image files.
 
     Each image is decoded, resized to resize x resize, then cropped to
@@ -191,6 +192,9 @@ def train_dataset(files: np.ndarray, labels: np.ndarray, *, batch_size: int, see
         augment: Random crop (and flip) rather than the centre crop.
         flip: Whether augmentation mirrors images horizontally.
         shuffle: Whether to shuffle the examples each epoch.
+        initial_epoch: None (one epoch per iteration), or the first epoch of
+            an endless stream whose epochs depend only on (seed, epoch), as
+            in `data.train_dataset`.
 
     Returns:
         A dataset of `(images float32 in [0, 1], int32 labels)`.
@@ -204,10 +208,12 @@ def train_dataset(files: np.ndarray, labels: np.ndarray, *, batch_size: int, see
             "batch_size between 1 and the number of images.")
     _check_sizes(image_size, resize)
     files, labels = tf.constant(files), tf.constant(np.asarray(labels, np.int32))
-    indices = epoch_indices(n, seed) if shuffle else tf.data.Dataset.range(n)
-    # One stateless seed (a pair of int64) per example, new each epoch; seed + 1
-    # keeps this stream apart from the permutation's.
-    example_seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
+
+    def epoch(epoch_seed: tf.Tensor) -> tf.data.Dataset:
+        # One stateless seed per example, split from its batch's seed.
+        batches = epoch_batches(n, batch_size, epoch_seed, shuffle=shuffle)
+        return batches.flat_map(lambda index, pair: tf.data.Dataset.from_tensor_slices(
+            (index, tf.random.experimental.stateless_split(pair, batch_size))))
 
     def example(index: tf.Tensor, pair: tf.Tensor):
         image = _decode(tf.gather(files, index), resize)
@@ -220,10 +226,11 @@ def train_dataset(files: np.ndarray, labels: np.ndarray, *, batch_size: int, see
             image = _centre_crop(image, image_size, resize)
         return image / 255.0, tf.gather(labels, index)
 
-    ds = tf.data.Dataset.zip((indices, example_seeds))
+    ds = epoch_seeds(seed, initial_epoch).flat_map(epoch)
     ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size, drop_remainder=True)
-    # flat_map hides the epoch's length; Keras needs it (see data.train_dataset).
-    ds = ds.apply(tf.data.experimental.assert_cardinality(n // batch_size))
+    if initial_epoch is None:
+        # flat_map hides the epoch's length; Keras needs it (see data.train_dataset).
+        ds = ds.apply(tf.data.experimental.assert_cardinality(n // batch_size))
     return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
 

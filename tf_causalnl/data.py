@@ -211,8 +211,13 @@ def _check_inputs(x: np.ndarray, what: str) -> np.ndarray:
             "vectors, (N, H, W) or (N, H, W, C) images.")
     if np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float32, copy=False)
-        if not np.all(np.isfinite(x)):
-            raise ValueError(f"{what} contains NaN or infinite values.")
+        finite = np.isfinite(x).all(axis=tuple(range(1, x.ndim)))
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            raise ValueError(
+                f"{what} contains NaN or infinite values in {len(bad):,} of its {len(x):,} "
+                f"examples (the first is example {bad[0]}); drop those examples or replace the "
+                "values (np.nan_to_num).")
     elif x.ndim == 2:
         x = x.astype(np.float32)
     elif x.dtype != np.uint8:
@@ -247,7 +252,7 @@ def from_arrays(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
     if x_train.shape[1:] != x_test.shape[1:]:
         raise ValueError(
             f"x_train examples have shape {x_train.shape[1:]} but x_test "
-            f"examples have shape {x_test.shape[1:]}.")
+            f"examples have shape {x_test.shape[1:]}; give both sets the same shape.")
     labels = {"y_train": np.asarray(y_train), "y_test": np.asarray(y_test)}
     for (key, y), x in zip(labels.items(), (x_train, x_test)):
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
@@ -256,14 +261,16 @@ def from_arrays(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
                 f"{y.dtype} and shape {y.shape}.")
         if len(y) != len(x):
             raise ValueError(
-                f"{key} has {len(y)} labels but x_{key[2:]} has {len(x)} examples.")
+                f"{key} has {len(y)} labels but x_{key[2:]} has {len(x)} examples; "
+                "give one label per example.")
     if num_classes is None:
         num_classes = int(max(y.max(initial=-1) for y in labels.values())) + 1
     for key, y in labels.items():
         if y.size and (y.min() < 0 or y.max() >= num_classes):
             raise ValueError(
                 f"{key} has labels in [{y.min()}, {y.max()}], outside "
-                f"[0, num_classes={num_classes}).")
+                f"[0, num_classes={num_classes}); pass the right num_classes, or map the "
+                "labels to 0..num_classes-1.")
     return Dataset(name, x_train, labels["y_train"].astype(np.int64), x_test,
                    labels["y_test"].astype(np.int64), num_classes=int(num_classes))
 
@@ -336,32 +343,71 @@ def _options() -> tf.data.Options:
     return options
 
 
-def epoch_indices(n: int, seed: int) -> tf.data.Dataset:
-    """The indices 0..n-1 (int64) in a new random order each epoch, from `seed`.
+def epoch_seeds(seed: int, initial_epoch: int | None = None) -> tf.data.Dataset:
+    """Stateless seeds (int64 pairs), one per epoch, that a training pipeline draws from.
 
-    A fresh permutation of the indices each epoch: a uniform shuffle with no
-    shuffle buffer to fill (which would copy every example and stall the
-    first batch of each epoch). The order of epoch k depends only on `seed`
-    and k. The result's cardinality is unknown (`flat_map`).
+    Args:
+        seed: The run's seed.
+        initial_epoch: None gives one seed, new each time the dataset is
+            iterated (Keras iterates it once per epoch). An integer k gives
+            the endless sequence of seeds of epochs k, k + 1, ..., each a
+            function of (seed, epoch) alone: a run resumed at epoch k sees
+            exactly the data an uninterrupted run saw at epoch k.
     """
-    epoch_seed = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    return epoch_seed.batch(2).take(1).flat_map(
-        lambda pair: tf.data.Dataset.from_tensor_slices(
-            tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), pair)))
+    if initial_epoch is None:
+        return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2).take(1)
+    base = tf.constant([seed, 0], tf.int64)
+    return tf.data.Dataset.counter(start=initial_epoch, dtype=tf.int64).map(
+        lambda epoch: tf.random.experimental.stateless_fold_in(base, epoch))
+
+
+def epoch_batches(n: int, batch_size: int, epoch_seed: tf.Tensor, *, shuffle: bool = True,
+                  drop_remainder: bool = True) -> tf.data.Dataset:
+    """The batches of one epoch: (int64 indices into the N examples, a stateless seed).
+
+    A fresh permutation of 0..n-1 (with `shuffle`), cut into batches, and one
+    seed per batch for its augmentation, all drawn from `epoch_seed`: a
+    uniform shuffle with no shuffle buffer to fill (which would copy every
+    example and stall the first batch of each epoch).
+    """
+    order_seed, batch_seed = tf.unstack(tf.random.experimental.stateless_split(epoch_seed, 2))
+    indices = tf.range(n, dtype=tf.int64)
+    if shuffle:
+        indices = tf.random.experimental.stateless_shuffle(indices, order_seed)
+    num_batches = n // batch_size if drop_remainder else -(-n // batch_size)
+    seeds = tf.random.experimental.stateless_split(batch_seed, num_batches)
+    return tf.data.Dataset.zip(
+        tf.data.Dataset.from_tensor_slices(indices).batch(batch_size, drop_remainder=drop_remainder),
+        tf.data.Dataset.from_tensor_slices(seeds))
+
+
+def steps_per_epoch(n: int, batch_size: int, drop_remainder: bool = True) -> int:
+    """Batches in one epoch of `train_dataset`."""
+    return n // batch_size if drop_remainder else -(-n // batch_size)
 
 
 def train_dataset(x: np.ndarray, noisy_labels: np.ndarray,
                   clean_labels: np.ndarray | None = None, *, batch_size: int,
                   seed: int, shuffle: bool = True, augment: bool = True,
                   crop_padding: int = 4, flip: bool = True,
-                  drop_remainder: bool = True) -> tf.data.Dataset:
+                  drop_remainder: bool = True,
+                  initial_epoch: int | None = None) -> tf.data.Dataset:
     """Shuffled, batched, augmented training pipeline.
 
     Each batch is gathered from the in-memory uint8 array by a vector of
     indices, augmented as a whole (`_augment`), then scaled by `to_float`:
     one vectorised map per batch, no per-example work. Shuffling and
     augmentation are deterministic given `seed` and change from one epoch
-    (iteration over the dataset) to the next.
+    to the next.
+
+    Two forms (see `epoch_seeds`):
+      - `initial_epoch=None`: one epoch per iteration, re-shuffled each
+        time Keras iterates it: `fit(ds, epochs=E)`.
+      - `initial_epoch=k`: an endless stream of epochs k, k + 1, ..., each a
+        function of (seed, epoch) alone, for `fit(ds, epochs=E,
+        initial_epoch=k, steps_per_epoch=steps_per_epoch(N, batch_size))`.
+        A run restarted at epoch k then replays exactly what an
+        uninterrupted run saw; `training.train` uses this form.
 
     Args:
         x: uint8 images (N, H, W, C) or float vectors (N, D), kept in memory.
@@ -374,6 +420,7 @@ def train_dataset(x: np.ndarray, noisy_labels: np.ndarray,
         crop_padding: Zero padding on each side before the random crop.
         flip: Whether to randomly mirror images horizontally.
         drop_remainder: Whether to drop the last, smaller batch.
+        initial_epoch: None, or the first epoch of an endless stream (above).
 
     Returns:
         A dataset of `(images, y)`: images float32 in [0, 1]; `y` the int32
@@ -397,11 +444,7 @@ def train_dataset(x: np.ndarray, noisy_labels: np.ndarray,
         if len(labels) != n:
             raise ValueError(f"{n} examples but {len(labels)} labels.")
     images, targets = tf.constant(x), tf.nest.map_structure(tf.constant, y)
-    indices = epoch_indices(n, seed) if shuffle else tf.data.Dataset.range(n)
     augment = augment and images.shape.rank == 4 and bool(crop_padding or flip)
-    # One stateless seed (a pair of int64) per batch, new each epoch; seed + 1
-    # keeps this stream apart from the permutation's.
-    batch_seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True)
 
     def make_batch(index: tf.Tensor, pair: tf.Tensor):
         batch = tf.gather(images, index)
@@ -409,13 +452,15 @@ def train_dataset(x: np.ndarray, noisy_labels: np.ndarray,
             batch = _augment(batch, pair, crop_padding, flip)
         return to_float(batch), tf.nest.map_structure(lambda t: tf.gather(t, index), targets)
 
-    ds = tf.data.Dataset.zip(indices.batch(batch_size, drop_remainder=drop_remainder),
-                             batch_seeds.batch(2))
+    ds = epoch_seeds(seed, initial_epoch).flat_map(
+        lambda epoch_seed: epoch_batches(n, batch_size, epoch_seed, shuffle=shuffle,
+                                         drop_remainder=drop_remainder))
     ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE)
-    # flat_map hides the epoch's length; Keras needs it for its progress bar
-    # and to know an epoch ended without running off the data.
-    num_batches = n // batch_size if drop_remainder else -(-n // batch_size)
-    ds = ds.apply(tf.data.experimental.assert_cardinality(num_batches))
+    if initial_epoch is None:
+        # flat_map hides the epoch's length; Keras needs it for its progress
+        # bar and to know an epoch ended without running off the data.
+        ds = ds.apply(tf.data.experimental.assert_cardinality(
+            steps_per_epoch(n, batch_size, drop_remainder)))
     return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
 
