@@ -55,7 +55,9 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
         gives Appendix C's 32/64/128/256; 16 trains much faster on a CPU:
         `scripts/benchmark.py --vae_width 16`).
       seed: seeds the Gumbel and Gaussian noise; the noise of a step is a
-        function of (seed, step, replica), so a resumed run replays it.
+        function of (seed, step) and of the example's place in the global
+        batch, so a resumed run replays it and one step on several devices
+        draws what it draws on one.
     """
 
     def __init__(
@@ -132,9 +134,9 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
         and for the reparameterised sample of Z.
         """
         logits = self.classifiers[index](x, training=training)
-        y = distributions.relaxed_label_posterior(logits, self.temperature).sample(seed=seeds[0])
+        y = distributions.relaxed_label_sample(logits, self.temperature, seeds[0])
         z_mean, z_log_variance = self.latent_encoders[index]([x, y], training=training)
-        z = distributions.latent_posterior(z_mean, z_log_variance).sample(seed=seeds[1])
+        z = distributions.latent_sample(z_mean, z_log_variance, seeds[1])
         reconstruction = self.decoders[index]([z, y], training=training)
         noisy_logits = self.noisy_label_decoders[index]([reconstruction, y], training=training)
         return losses.BranchOutputs(logits, z_mean, z_log_variance, reconstruction, noisy_logits)
@@ -179,11 +181,13 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
         return {**logs, **self._accuracy_logs(labels, clean, logits)}
 
     def _step_seeds(self, step: tf.Tensor) -> tf.Tensor:
-        """Four stateless seeds for this step: a function of (seed, step, replica)."""
+        """Four stateless seeds for this step: a function of (seed, step) alone.
+
+        Each replica takes its rows of the global batch's noise
+        (`distributions.replica_rows`), so the draws do not depend on the
+        number of devices either.
+        """
         base = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)])
-        replica = tf.distribute.get_replica_context()
-        replica_id = replica.replica_id_in_sync_group if replica is not None else 0
-        base = tf.random.experimental.stateless_fold_in(base, replica_id)
         return tf.random.experimental.stateless_split(base, num=4)
 
     def get_config(self):
