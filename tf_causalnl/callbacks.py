@@ -1,4 +1,6 @@
-"""Co-teaching's forget-rate schedule: the callback, and the model side of it."""
+"""Callbacks: co-teaching's forget-rate schedule (and the model side of it), and a divergence guard."""
+
+import math
 
 import keras
 
@@ -69,3 +71,39 @@ class ForgetRateMixin:
 
         transition.resolve_auto_forget_rate(self, x, y)
         return super().fit(x, y, *args, callbacks=with_forget_rate_schedule(callbacks), **kwargs)
+
+
+class TerminateOnNonFinite(keras.callbacks.Callback):
+    """Stops training at the first batch whose logs hold a NaN or an infinity.
+
+    Like `keras.callbacks.TerminateOnNaN`, and it says which loss terms went
+    non-finite first: the models log each term of their objective (CausalNL:
+    reconstruction, noisy_label_ce, negative_entropy, kl_z, coteaching) as a
+    running mean over the epoch, so at the first bad batch the terms that
+    are already non-finite are the culprits, while the rest are still finite.
+    After `fit`, `problem` holds the message (None if training stayed finite).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.problem = None
+
+    def on_train_begin(self, logs=None):
+        self.problem = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        values = {name: float(value) for name, value in (logs or {}).items()}
+        bad = [name for name, value in values.items() if not math.isfinite(value)]
+        if not bad:
+            return
+        terms = [name for name in bad if name != "loss"] or bad
+        self.problem = (
+            f"Training diverged at epoch {self._epoch + 1}, batch {batch + 1}: "
+            + ", ".join(f"{name} = {values[name]}" for name in terms)
+            + " went non-finite first. Lower train.learning_rate (or the beta of that term), "
+            "and check the inputs for extreme values; the backup keeps the last finite epoch.")
+        self.model.stop_training = True
