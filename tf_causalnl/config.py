@@ -5,6 +5,10 @@ needs; command-line overrides such as `--config.noise.rate=0.5` apply on top.
 Defaults are the paper's (Section 4.1, Appendices B and C) where it gives one.
 Keys added after the first benchmark grids default to None ("unset"), so the
 grid work directories made before them stay compatible (see tf_causalnl.grid).
+A config may hold only the keys set here, plus the `grid` (tf_causalnl.grid)
+and `moons` (tf_causalnl.moons) sections: `tf_causalnl.checks.check_config`
+refuses any other key (an unlocked ConfigDict would accept a misspelt one
+silently), as well as unknown names and values out of range.
 """
 
 import ml_collections
@@ -80,7 +84,12 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.batch_size = 128
     config.train.eval_batch_size = 1000
     config.train.learning_rate = 1e-3  # Adam
-    config.train.strategy = "default"  # see tf_causalnl.training.STRATEGIES
+    # "default" (one device), "mirrored" (all local devices) or "multi_worker"
+    # (MultiWorkerMirroredStrategy from TF_CONFIG): see tf_causalnl.distribute.
+    config.train.strategy = "default"
+    # True: tf.config.experimental.enable_op_determinism(), so that two runs of
+    # the same config give identical weights (None or False: off, faster on GPUs).
+    config.train.deterministic = config_dict.placeholder(bool)
     config.train.verbose = 1  # Keras progress bar; 2 = one line per epoch
     return config
 

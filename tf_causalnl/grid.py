@@ -43,7 +43,7 @@ from collections.abc import Callable
 import ml_collections
 import numpy as np
 
-from tf_causalnl import training
+from tf_causalnl import checks, noise, training
 
 #: Forget-rate modes: the requested noise rate, as the paper's public code
 #: does, or "auto", the noise rate estimated from the noisy labels.
@@ -59,8 +59,7 @@ CSV_COLUMNS = (
 )
 
 # Keys every cell sets from the grid, so they never make two configs differ.
-_CELL_KEYS = (("seed",), ("noise", "type"), ("noise", "rate"), ("model", "method"),
-              ("model", "forget_rate"))
+_CELL_KEYS = ("seed", "noise.type", "noise.rate", "model.method", "model.forget_rate")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,11 +166,14 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       The Markdown table (also in `results.md`).
 
     Raises:
-      ValueError: when the grid is malformed or `workdir` holds an incompatible
-        grid (see the module docstring); nothing is written then.
+      ValueError: when the config or the grid is malformed (unknown keys,
+        methods or noise types; see `checks.check_config`) or `workdir` holds
+        an incompatible grid (see the module docstring); nothing is written
+        and no cell trains then.
     """
     if not 0 <= shard < num_shards:
         raise ValueError(f"shard must be in [0, num_shards={num_shards}), got {shard}.")
+    checks.check_config(config)
     grid_cells = cells(config)
     check_compatible(config, workdir)
     os.makedirs(workdir, exist_ok=True)
@@ -229,11 +231,10 @@ def check_compatible(config: ml_collections.ConfigDict, workdir: str) -> None:
     stored = _stored_config(workdir)
     if stored is None:
         return
-    old, new = _comparable(stored), _comparable(json.loads(_to_json(config)))
-    if old != new:
-        differences = ", ".join(_differences(old, new)) or "the structure"
+    differences = checks.config_differences(stored, config, ignore=("grid",) + _CELL_KEYS)
+    if differences:
         raise ValueError(
-            f"{workdir} holds a grid with a different training config ({differences}); "
+            f"{workdir} holds a grid with a different training config ({', '.join(differences)}); "
             "only the grid section may change. Use another work directory."
         )
 
@@ -400,6 +401,12 @@ def _grid(config) -> dict:
     unknown = sorted(set(grid["auto_methods"]) - set(grid["methods"]))
     if unknown:
         raise ValueError(f"config.grid.auto_methods {unknown} are not in config.grid.methods.")
+    for method in grid["methods"]:
+        checks.check_choice("method", "grid.methods", method, training.METHODS)
+    for noise_type in grid["noise_types"]:
+        checks.check_choice("noise type", "grid.noise_types", noise_type, noise.NOISE_TYPES)
+    for rate in grid["noise_rates"]:
+        noise.check_rate(rate, "each of config.grid.noise_rates")
     return grid
 
 
@@ -431,50 +438,11 @@ def _finished(cell_dir: str) -> dict | None:
 
 
 def _stored_config(workdir: str) -> dict | None:
-    path = os.path.join(workdir, "grid_config.json")
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}.") from error
+    return checks.read_stored_config(os.path.join(workdir, "grid_config.json"))
 
 
 def _to_json(config: ml_collections.ConfigDict) -> str:
     return json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"
-
-
-def _comparable(config: dict) -> dict:
-    """The config without its grid section and with the keys cells set blanked.
-
-    Keys set to None count as absent, so that a grid stored before such a
-    key was added (with default None) stays comparable.
-    """
-    config = _without_none(copy.deepcopy(config))
-    config.pop("grid", None)
-    for *parents, key in _CELL_KEYS:
-        node = config
-        for parent in parents:
-            node = node.get(parent) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(key, None)
-    return config
-
-
-def _without_none(node):
-    if not isinstance(node, dict):
-        return node
-    return {key: _without_none(value) for key, value in node.items() if value is not None}
-
-
-def _differences(old, new, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested dicts."""
-    if not (isinstance(old, dict) and isinstance(new, dict)):
-        return [prefix] if old != new and prefix else []
-    return [d for key in sorted(set(old) | set(new))
-            for d in _differences(old.get(key), new.get(key), f"{prefix}{key}" if not prefix
-                                  else f"{prefix}.{key}")]
 
 
 def _write_text(path: str, text: str) -> None:

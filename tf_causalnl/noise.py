@@ -35,10 +35,17 @@ def _check_labels(
     return labels.astype(np.int64)
 
 
-def _check_rate(rate: float) -> None:
+def check_rate(rate: float, name: str = "rate") -> None:
+    """Refuses a noise rate outside [0, 1) (or NaN); `name` names it in the error."""
     if not 0.0 <= rate < 1.0:
         fix = "give a fraction (0.45), not a percentage (45)"
-        raise ValueError(f"rate must be in [0, 1), got {rate}; {fix}.")
+        raise ValueError(f"{name} must be in [0, 1), got {rate}; {fix}.")
+
+
+def check_std(std: float, name: str = "std") -> None:
+    """Refuses a spread of the IDN flip rate outside [0, 1] (or NaN)."""
+    if not 0.0 <= std <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {std}; the paper uses 0.1.")
 
 
 def idn_transition_rows(
@@ -170,9 +177,8 @@ def instance_dependent_noise(
         ValueError: on bad shapes or ranges, or non-finite features.
     """
     labels = _check_labels(labels, num_classes)
-    _check_rate(rate)
-    if not 0.0 <= std <= 1.0:
-        raise ValueError(f"std must be in [0, 1], got {std}; the paper uses 0.1.")
+    check_rate(rate)
+    check_std(std)
     flatten = "flatten images with images.reshape(len(images), -1)"
     if features is None:
         raise ValueError(f"features are required for 'idn' noise: {flatten}.")
@@ -210,7 +216,7 @@ def symmetric_noise(
     Returns (N,) int64 noisy labels; the input is not modified.
     """
     labels = _check_labels(labels, num_classes)
-    _check_rate(rate)
+    check_rate(rate)
     rng = np.random.default_rng(seed)
     flip = rng.random(labels.shape[0]) < rate
     offset = rng.integers(1, num_classes, size=labels.shape[0])
@@ -225,7 +231,7 @@ def pair_flip_noise(
     Returns (N,) int64 noisy labels; the input is not modified.
     """
     labels = _check_labels(labels, num_classes)
-    _check_rate(rate)
+    check_rate(rate)
     flip = np.random.default_rng(seed).random(labels.shape[0]) < rate
     return np.where(flip, (labels + 1) % num_classes, labels)
 

@@ -420,8 +420,16 @@ def estimate_noise(
 AUTO = "auto"
 
 
-def check_forget_rate(forget_rate) -> float | str:
-    """A forget rate as models store it: a float in [0, 1), or "auto"."""
+def check_forget_rate(forget_rate, name: str = "forget_rate") -> float | str:
+    """A forget rate as models store it: a float in [0, 1), or "auto".
+
+    Args:
+      forget_rate: the value given.
+      name: what the error calls it, e.g. "model.forget_rate" for a config.
+
+    Raises:
+      ValueError: neither "auto" nor a number in [0, 1).
+    """
     if forget_rate == AUTO:
         return AUTO
     try:
@@ -429,7 +437,9 @@ def check_forget_rate(forget_rate) -> float | str:
     except (TypeError, ValueError):
         value = math.nan
     if not 0.0 <= value < 1.0:
-        raise ValueError(f'forget_rate must be a number in [0, 1) or "auto", got {forget_rate!r}.')
+        raise ValueError(
+            f'{name} must be a number in [0, 1) or "auto", got {forget_rate!r}; give the expected '
+            'noise rate as a fraction (0.45, not 45), or "auto" to estimate it from the noisy labels.')
     return value
 
 
