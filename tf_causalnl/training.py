@@ -37,19 +37,26 @@ labels. The work directory gets:
 import contextlib
 import csv
 import dataclasses
+import functools
 import hashlib
 import inspect
 import json
 import os
+import shutil
+import tempfile
 import time
+from typing import Callable, Sequence
 
 import keras
 import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from tf_causalnl import baselines, clothing1m, data, networks, noise, pictures, transition
+from tf_causalnl import callbacks as tf_callbacks
+from tf_causalnl import (baselines, checkpoints, checks, clothing1m, data, distribute, networks,
+                         noise, pictures, transition)
 from tf_causalnl.causalnl import CausalNL
+from tf_causalnl.checkpoints import write_json
 
 #: One dict from method name to model class. `build_model` passes each class
 #: the config values its constructor names (see `_model_kwargs`).
@@ -65,10 +72,8 @@ METHODS = {
     "causalnl": CausalNL,
 }
 
-STRATEGIES = {
-    "default": tf.distribute.get_strategy,
-    "mirrored": tf.distribute.MirroredStrategy,
-}
+#: The names `train.strategy` takes (see `tf_causalnl.distribute`).
+STRATEGIES = distribute.STRATEGIES
 
 #: The paper reports clean test accuracy averaged over the last 10 epochs.
 LAST_EPOCHS = 10
@@ -89,7 +94,10 @@ class Inputs:
     """What `train` fits a model on.
 
     Attributes:
-        train: Batches of (images, noisy labels, or {"noisy", "clean"}).
+        train: epoch -> the endless training batches from that epoch on, each
+            epoch a function of (seed, epoch) (`data.train_dataset` with
+            `initial_epoch`): (images, noisy labels or {"noisy", "clean"}).
+        steps_per_epoch: Training batches per epoch.
         test: Batches of (images, clean labels).
         input_shape: Shape of one image.
         num_classes: Number of classes.
@@ -97,7 +105,8 @@ class Inputs:
         results: Entries for results.json, e.g. the realised noise rate.
     """
 
-    train: tf.data.Dataset
+    train: Callable[[int], tf.data.Dataset]
+    steps_per_epoch: int
     test: tf.data.Dataset
     input_shape: tuple[int, ...]
     num_classes: int
@@ -108,8 +117,15 @@ class Inputs:
 
 
 def load_noisy_data(config: ml_collections.ConfigDict) -> tuple[data.Dataset, np.ndarray, noise.NoiseReport]:
-    """Loads the dataset named in the config and corrupts its training labels."""
+    """Loads the dataset named in the config and corrupts its training labels.
+
+    Raises:
+      FileNotFoundError, ValueError: missing or corrupt dataset files (from
+        the loader), or data the configured run cannot train on
+        (`checks.check_data`), before the noise is drawn.
+    """
     dataset = data.load_dataset(config.data.name, config.data.data_dir or None)
+    dataset = checks.check_data(dataset, config)
     if config.data.train_size:
         keep = _train_subset(len(dataset.y_train), config)
         dataset.x_train, dataset.y_train = dataset.x_train[keep], dataset.y_train[keep]
@@ -144,24 +160,24 @@ def prepare_inputs(config: ml_collections.ConfigDict, workdir: str) -> Inputs:
     A dataset held in memory gets the configured synthetic noise (written to
     noisy_labels.npy and noise.json) and, where the run needs it, the noise
     estimate; a file dataset (Clothing1M) keeps its real noisy labels.
+    The data are loaded and checked first: the work directory and its
+    config.json are made only when they pass (`_start_workdir`).
     """
     if config.data.name in FILE_DATASETS:
-        return file_inputs(config)
-    if config.noise.type == REAL_NOISE:
-        raise ValueError(
-            f'noise.type="{REAL_NOISE}" trains on a dataset\'s own noisy labels, but the '
-            f"labels of {config.data.name} are clean: choose a synthetic noise type "
-            f"({', '.join(sorted(noise.NOISE_TYPES))}) or a dataset with real noise "
-            f"({', '.join(sorted(FILE_DATASETS))}).")
+        inputs = file_inputs(config)
+        checks.check_images_for_networks(inputs.input_shape, config)
+        _start_workdir(config, workdir)
+        return inputs
     dataset, noisy, report = load_noisy_data(config)
+    _start_workdir(config, workdir)
     np.save(os.path.join(workdir, "noisy_labels.npy"), noisy)
     write_json(
         os.path.join(workdir, "noise.json"),
         {"type": config.noise.type, "requested_rate": config.noise.rate, **report.to_dict()},
     )
     estimate = estimate_noise(config, dataset, noisy, workdir) if needs_estimate(config) else None
-    train_ds = data.train_dataset(
-        dataset.x_train, noisy, dataset.y_train,
+    train = functools.partial(
+        data.train_dataset, dataset.x_train, noisy, dataset.y_train,
         batch_size=config.train.batch_size,
         seed=config.seed,
         augment=config.data.augment,
@@ -169,8 +185,10 @@ def prepare_inputs(config: ml_collections.ConfigDict, workdir: str) -> Inputs:
         flip=config.data.flip,
     )
     test_ds = data.eval_dataset(dataset.x_test, dataset.y_test, batch_size=config.train.eval_batch_size)
-    return Inputs(train_ds, test_ds, dataset.input_shape, dataset.num_classes, estimate,
-                  {"realized_noise_rate": report.realized_rate}, dataset, noisy)
+    return Inputs(
+        lambda epoch: train(initial_epoch=epoch),
+        data.steps_per_epoch(len(noisy), config.train.batch_size), test_ds, dataset.input_shape,
+        dataset.num_classes, estimate, {"realized_noise_rate": report.realized_rate}, dataset, noisy)
 
 
 def file_inputs(config: ml_collections.ConfigDict) -> Inputs:
@@ -197,13 +215,15 @@ def file_inputs(config: ml_collections.ConfigDict) -> Inputs:
         test_files, test_labels = test_files[: config.data.test_size], test_labels[: config.data.test_size]
     sizes = {"image_size": config.data.image_size or clothing1m.IMAGE_SIZE,
              "resize": config.data.resize or clothing1m.RESIZE}
-    train_ds = clothing1m.train_dataset(
-        train_files, train_labels, batch_size=config.train.batch_size, seed=config.seed,
-        augment=config.data.augment, flip=config.data.flip, **sizes)
+    train = functools.partial(
+        clothing1m.train_dataset, train_files, train_labels, batch_size=config.train.batch_size,
+        seed=config.seed, augment=config.data.augment, flip=config.data.flip, **sizes)
     test_ds = clothing1m.eval_dataset(
         test_files, test_labels, batch_size=config.train.eval_batch_size, **sizes)
     side = sizes["image_size"]
-    return Inputs(train_ds, test_ds, (side, side, 3), dataset.num_classes)
+    return Inputs(lambda epoch: train(initial_epoch=epoch),
+                  data.steps_per_epoch(len(train_labels), config.train.batch_size), test_ds,
+                  (side, side, 3), dataset.num_classes)
 
 
 def needs_estimate(config: ml_collections.ConfigDict) -> bool:
@@ -343,41 +363,81 @@ def _model_kwargs(config, parameters, estimate) -> dict:
     return {name: value for name, value in values.items() if name in parameters}
 
 
-def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def train(config: ml_collections.ConfigDict, workdir: str,
+          callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict:
     """Trains the configured model into `workdir` and returns the results.
 
-    A rerun on the same work directory resumes from the last completed epoch.
-    """
-    _check_names(config)
-    os.makedirs(workdir, exist_ok=True)
-    keras.utils.set_random_seed(config.seed)
-    write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    `callbacks` are added to the run's own (the divergence guard, CSVLogger,
+    TensorBoard and the backup).
 
-    inputs = prepare_inputs(config, workdir)
+    A rerun on the same work directory resumes from the last completed epoch
+    (`checkpoints.restore`): weights, optimizer state, epoch counter and
+    forget-rate schedule come back from the backup, and each epoch's data
+    and noise depend only on (seed, epoch), so a run killed at any moment
+    and rerun ends as an uninterrupted one would.
+    It may add `train.epochs` (to continue a finished run) or change
+    `train.verbose`; a work directory holding a run of any other config is
+    refused (`checks.check_workdir` states the rule).
+
+    Bad input is refused with a ValueError (or FileNotFoundError for missing
+    dataset files) before anything is trained or written: the config and the
+    work directory first (`checks.check_config`, `checks.check_workdir`),
+    then the loaded data (`checks.check_data`, in `prepare_inputs`). The work
+    directory is made only once they pass.
+    """
+    checks.check_config(config)
+    checks.check_workdir(config, workdir)
+    keras.utils.set_random_seed(config.seed)
+
+    strategy = distribute.make_strategy(config.train.strategy)
+    checks.check_batch_size(config.train.batch_size, None, strategy.num_replicas_in_sync)
+    if config.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    # On a cluster every worker runs this; only the chief writes the work
+    # directory, the others write to a directory of their own, deleted after.
+    chief = distribute.is_chief(strategy)
+    run_dir = workdir if chief else tempfile.mkdtemp(prefix="tf_causalnl_worker_")
+    try:
+        return _train(config, workdir, run_dir, strategy, list(callbacks))
+    finally:
+        if not chief:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _train(config, workdir, run_dir, strategy, user_callbacks) -> dict:
+    inputs = prepare_inputs(config, run_dir)
     keras.utils.set_random_seed(config.seed)  # the same start with or without an estimate
-    strategy = STRATEGIES[config.train.strategy]()
     with strategy.scope():
         model = build_model(config, inputs.input_shape, inputs.num_classes, inputs.estimate)
+    # Every worker resumes from the chief's backup (a shared file system on a cluster).
+    initial_epoch = checkpoints.restore(model, os.path.join(workdir, "backup"))
 
-    metrics_path = os.path.join(workdir, "metrics.csv")
-    callbacks = [
+    metrics_path = os.path.join(run_dir, "metrics.csv")
+    _drop_rows_from(metrics_path, initial_epoch)
+    guard = tf_callbacks.TerminateOnNonFinite()
+    fit_callbacks = [
+        guard,
+        # Before the backup: an epoch's row is on disk before the epoch counts
+        # as done, and a resumed run drops the rows of epochs it redoes.
+        keras.callbacks.CSVLogger(metrics_path, append=True),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
         # Kept after the run, so that rerunning a finished run changes nothing
         # and a rerun with more epochs continues it.
-        keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup"), delete_checkpoint=False),
-        keras.callbacks.CSVLogger(metrics_path, append=True),
-        keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")),
-        keras.callbacks.ModelCheckpoint(os.path.join(workdir, "checkpoint.keras")),
+        checkpoints.EpochBackup(os.path.join(run_dir, "backup"), os.path.join(run_dir, "checkpoint.keras")),
+        *user_callbacks,
     ]
+    fit_args = dict(epochs=config.train.epochs, steps_per_epoch=inputs.steps_per_epoch,
+                    initial_epoch=initial_epoch, validation_data=inputs.test,
+                    callbacks=fit_callbacks, verbose=config.train.verbose)
     start = time.perf_counter()
-    model.fit(
-        inputs.train,
-        epochs=config.train.epochs,
-        validation_data=inputs.test,
-        callbacks=callbacks,
-        verbose=config.train.verbose,
-        shuffle=False,  # the pipeline shuffles each epoch itself; this silences Keras' warning
-    )
-    model.save(os.path.join(workdir, "model.keras"))
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        distribute.fit(model, inputs.train, **fit_args)  # Keras' fit fails there (keras 20585)
+    else:
+        # shuffle=False: the pipeline shuffles each epoch itself; this silences Keras' warning.
+        model.fit(inputs.train(initial_epoch), shuffle=False, **fit_args)
+    if guard.problem:
+        raise FloatingPointError(guard.problem)
+    checkpoints.write_atomically(os.path.join(run_dir, "model.keras"), model.save)
 
     results = summarize(metrics_path)
     results.update(
@@ -389,9 +449,32 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         results["forget_rate"] = float(model.forget_rate)
     if inputs.estimate is not None:
         results["estimated_noise_rate"] = float(inputs.estimate.noise_rate)
-    write_json(os.path.join(workdir, "results.json"), results)
-    write_pictures(workdir, model, inputs, config.seed)
+    write_json(os.path.join(run_dir, "results.json"), results)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # On a cluster, Keras' predict (which the pictures use) needs every
+        # worker; scripts/pictures.py draws them from the work directory after.
+        write_pictures(run_dir, model, inputs, config.seed)
     return results
+
+
+def _drop_rows_from(metrics_path: str, epoch: int) -> None:
+    """Drops the rows of metrics.csv for epochs >= `epoch`: a resumed run redoes them."""
+    if not os.path.exists(metrics_path):
+        return
+    with open(metrics_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    kept = [row for row in rows if int(row["epoch"]) < epoch]
+    if len(kept) == len(rows):
+        return
+
+    def write(temporary):
+        with open(temporary, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(kept)
+    checkpoints.write_atomically(metrics_path, write)
 
 
 def write_pictures(workdir: str, model: keras.Model, inputs: Inputs, seed: int) -> list[str]:
@@ -411,16 +494,10 @@ def write_pictures(workdir: str, model: keras.Model, inputs: Inputs, seed: int) 
     return pictures.write_pictures(workdir, model, x_test, y_test, seed=seed)
 
 
-def _check_names(config: ml_collections.ConfigDict) -> None:
-    """Refuses an unknown strategy, method or dataset before anything is written."""
-    if config.train.strategy not in STRATEGIES:
-        raise ValueError(
-            f"Unknown strategy {config.train.strategy!r}; choose one of {sorted(STRATEGIES)}."
-        )
-    _method_class(config)
-    datasets = sorted({*data.LOADERS, *FILE_DATASETS})
-    if config.data.name not in datasets:
-        raise ValueError(f"Unknown dataset {config.data.name!r}; choose one of {datasets}.")
+def _start_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Makes the work directory and writes config.json, once the config and data passed."""
+    os.makedirs(workdir, exist_ok=True)
+    write_json(os.path.join(workdir, "config.json"), config.to_dict())
 
 
 def summarize(metrics_path: str) -> dict:
@@ -433,12 +510,3 @@ def summarize(metrics_path: str) -> dict:
         "clean_test_accuracy_last": accuracy[-1],
         f"clean_test_accuracy_mean_last_{LAST_EPOCHS}": float(np.mean(accuracy[-LAST_EPOCHS:])),
     }
-
-
-def write_json(path: str, value) -> None:
-    """Writes JSON atomically: a temporary file in the same directory, then a rename."""
-    temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "w") as f:
-        json.dump(value, f, indent=2)
-        f.write("\n")
-    os.replace(temporary, path)
