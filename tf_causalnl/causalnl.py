@@ -6,7 +6,6 @@ as a VAE with two branches that teach each other (co-teaching); the inference
 network q(Y|X) of branch 1 is the clean-label classifier the user keeps.
 """
 
-from typing import Sequence
 
 import keras
 import tensorflow as tf

@@ -43,6 +43,14 @@ def write_atomically(path: str, write) -> None:
             os.remove(temporary)
 
 
+def write_bytes(path: str, content: bytes) -> None:
+    """Writes `content` atomically (see `write_atomically`)."""
+    def write(temporary):
+        with open(temporary, "wb") as f:
+            f.write(content)
+    write_atomically(path, write)
+
+
 def write_json(path: str, value) -> None:
     """Writes JSON atomically (see `write_atomically`)."""
     def write(temporary):

@@ -40,6 +40,7 @@ import tensorflow as tf
 import tf_causalnl.baselines  # noqa: F401
 import tf_causalnl.causalnl  # noqa: F401
 from tf_causalnl.data import to_float
+from tf_causalnl.checkpoints import write_atomically
 
 MODEL_FILE = "model.keras"
 DEFAULT_SIGNATURE = "serving_default"
@@ -283,18 +284,15 @@ def write_predictions_csv(path: str | os.PathLike, names: list[str], class_ids: 
     """Writes `input,class_id,probability_0..probability_{K-1}` atomically (temporary file, then rename)."""
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = f"{path}.tmp{os.getpid()}"
-    try:
+
+    def write(temporary):
         with open(temporary, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["input", "class_id", *(f"probability_{k}" for k in range(probabilities.shape[1]))])
             for name, class_id, row in zip(names, class_ids, probabilities):
                 writer.writerow([name, int(class_id), *(f"{p:.9g}" for p in row)])
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+
+    write_atomically(path, write)
 
 
 def predict_to_csv(model: str | os.PathLike, inputs: str | os.PathLike, output: str | os.PathLike,

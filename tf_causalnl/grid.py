@@ -44,6 +44,7 @@ import ml_collections
 import numpy as np
 
 from tf_causalnl import checks, noise, training
+from tf_causalnl.checkpoints import write_bytes
 
 #: Forget-rate modes: the requested noise rate, as the paper's public code
 #: does, or "auto", the noise rate estimated from the noisy labels.
@@ -382,7 +383,7 @@ def plot(config: ml_collections.ConfigDict, rows: list[dict], path: str) -> None
             ax.legend(fontsize="small")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
-    _write_bytes(path, buffer.getvalue())
+    write_bytes(path, buffer.getvalue())
 
 
 def _grid(config) -> dict:
@@ -446,18 +447,4 @@ def _to_json(config: ml_collections.ConfigDict) -> str:
 
 
 def _write_text(path: str, text: str) -> None:
-    _write_bytes(path, text.encode("utf-8"))
-
-
-def _write_bytes(path: str, content: bytes) -> None:
-    """Writes a file atomically: a temporary file in the same directory, then os.replace."""
-    directory, name = os.path.split(os.path.abspath(path))
-    temporary = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as f:
-            f.write(content)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    write_bytes(path, text.encode("utf-8"))

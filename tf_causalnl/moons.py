@@ -25,6 +25,7 @@ import numpy as np
 
 from tf_causalnl import config as config_lib
 from tf_causalnl import noise, training
+from tf_causalnl.checkpoints import write_bytes
 
 #: The methods of Fig. 2 (CE added as the reference), in the figure's order.
 METHODS = ("ce", "coteaching", "mixup", "causalnl")
@@ -144,10 +145,10 @@ def run(config: ml_collections.ConfigDict, out_dir: str, log=print) -> list[dict
             log(f"seed {seed} {method:>10}: clean test accuracy {accuracy:.4f} "
                 f"(realised noise {moons.realized_rate:.3f})")
         if seed == config.moons.seeds[0]:
-            _write_bytes(os.path.join(out_dir, "moons.png"), figure(moons, models))
-    _write_bytes(os.path.join(out_dir, "results.csv"), _csv(rows).encode())
+            write_bytes(os.path.join(out_dir, "moons.png"), figure(moons, models))
+    write_bytes(os.path.join(out_dir, "results.csv"), _csv(rows).encode())
     table = markdown_table(rows, config.moons.methods)
-    _write_bytes(os.path.join(out_dir, "results.md"), table.encode())
+    write_bytes(os.path.join(out_dir, "results.md"), table.encode())
     log(table)
     return rows
 
@@ -205,10 +206,3 @@ def _csv(rows: list[dict]) -> str:
     columns = ("method", "seed", "clean_test_accuracy", "realized_noise_rate")
     lines = [",".join(columns)] + [",".join(str(row[c]) for c in columns) for row in rows]
     return "\n".join(lines) + "\n"
-
-
-def _write_bytes(path: str, content: bytes) -> None:
-    temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "wb") as f:
-        f.write(content)
-    os.replace(temporary, path)

@@ -35,6 +35,7 @@ import numpy as np
 
 from tf_causalnl import data, noise
 from tf_causalnl.causalnl import CausalNL
+from tf_causalnl.checkpoints import write_atomically
 
 _log = logging.getLogger(__name__)
 
@@ -233,15 +234,7 @@ def _figure(width: float, height: float):
 
 def _save(figure, path: str) -> str:
     """Writes the figure as a PNG atomically: a temporary file, then os.replace."""
-    directory, name = os.path.split(os.path.abspath(path))
-    temporary = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
-    try:
-        figure.savefig(temporary, format="png", dpi=100)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    write_atomically(path, lambda temporary: figure.savefig(temporary, format="png", dpi=100))
     return path
 
 
