@@ -15,7 +15,8 @@ INSTALL_REQUIRES = [
     "tensorflow-probability[tf]~=0.25.0",
     "tf-keras~=2.21.0",
     "tensorflow-datasets~=4.9.10",
-    "keras-tuner~=1.4.8",
+    # [bayesian]: BayesianOptimization needs scipy and scikit-learn.
+    "keras-tuner[bayesian]~=1.4.8",
     "absl-py~=2.5",
     "ml-collections~=1.1.0",
     "tensorboard~=2.21.0",

@@ -31,7 +31,8 @@ from tf_causalnl import config as config_lib
 from tf_causalnl import data, networks, noise, transition
 
 #: Sections a config may hold beyond `base_config()`'s, and where they are read.
-OPTIONAL_SECTIONS = {"grid": "tf_causalnl.grid", "moons": "tf_causalnl.moons"}
+OPTIONAL_SECTIONS = {"grid": "tf_causalnl.grid", "moons": "tf_causalnl.moons",
+                     "tune": "tf_causalnl.tuning"}
 
 #: Keys that a resumed run may change (see `check_workdir`): they change
 #: neither what is trained nor the results. `train.epochs` may grow too.
@@ -353,11 +354,13 @@ def check_batch_size(batch_size: int, num_examples: int | None, num_replicas: in
 
 def _reference_config() -> ml_collections.ConfigDict:
     """`base_config()` with an example of each optional section."""
-    from tf_causalnl import moons  # noqa: PLC0415 (moons imports training, which imports this)
+    # noqa: PLC0415 below: moons and tuning import training, which imports this module.
+    from tf_causalnl import moons, tuning  # noqa: PLC0415
 
     reference = config_lib.base_config()
     reference.grid = config_lib.table_1_grid(seeds=())
     reference.moons = moons.moons_config().moons
+    reference.tune = tuning.tune_section()
     return reference
 
 
