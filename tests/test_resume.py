@@ -56,17 +56,18 @@ def _epochs_and_rates(workdir):
 
 
 def test_killed_runs_resume_exactly_and_deterministic_runs_agree(tmp_path):
-    """Three processes with one config (op determinism on, seed 0): A runs
-    through; C is SIGKILLed at batch 4 of epoch 2, D while it writes the
+    """Four processes with one config (op determinism on, seed 0): A and B
+    run through; C is SIGKILLed at batch 4 of epoch 2, D while it writes the
     backup of epoch 2 (its weights file half written). C and D are then
-    rerun on their work directories. All three must end with the same
-    weights, bit for bit: separate runs of one config agree, and the resumed
+    rerun on their work directories. All four must end with the same
+    weights, bit for bit: two runs of one config agree, and the resumed
     runs restore weights, optimizer state and epoch, and replay each epoch's
     data and noise from (seed, epoch)."""
-    a, c, d = (tmp_path / name for name in "acd")
-    first = _finish([_start(a), _start(c, "--kill_at=1:3"), _start(d, "--kill_in_backup=1")])
-    assert first[0][0] == 0, first[0][1][-3000:]
-    for code, output in first[1:]:
+    a, b, c, d = (tmp_path / name for name in "abcd")
+    first = _finish([_start(a), _start(b), _start(c, "--kill_at=1:3"), _start(d, "--kill_in_backup=1")])
+    for code, output in first[:2]:
+        assert code == 0, output[-3000:]
+    for code, output in first[2:]:
         assert code == -signal.SIGKILL, output[-3000:]
 
     # What the kills left: C finished epoch 1 only; D's backup of epoch 2 died
@@ -81,7 +82,7 @@ def test_killed_runs_resume_exactly_and_deterministic_runs_agree(tmp_path):
         assert code == 0, output[-3000:]
 
     reference = _weights(a)
-    for run in (c, d):
+    for run in (b, c, d):
         for got, want in zip(_weights(run), reference, strict=True):
             np.testing.assert_array_equal(got, want, err_msg=str(run))
     epochs = job.config().train.epochs
