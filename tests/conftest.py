@@ -97,3 +97,57 @@ def make_clothing1m(tmp_path):
         return root, {"train": [(k, noisy[k]) for k in train], "test": [(k, clean[k]) for k in test]}
 
     return make
+
+
+@pytest.fixture(scope="session")
+def cli_run(tmp_path_factory):
+    """One run of scripts/train.py on the FashionMNIST CPU config, made once per session.
+
+    Training a model is most of the cost of a test that runs a script, so the
+    tests of the command line (tests/test_training.py) and of
+    scripts/pictures.py on a run it made (tests/test_pictures.py) share this
+    run. Returns a namespace of `command`, `done` (the finished process, which
+    each test checks) and `workdir`; a test that changes the work directory
+    copies it first.
+    """
+    import pathlib  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    import types  # noqa: PLC0415
+
+    from tf_causalnl import data  # noqa: PLC0415
+
+    if not os.path.exists(os.path.join(data.DEFAULT_FASHION_MNIST_DIR, data.FASHION_MNIST_FILES["x_train"])):
+        pytest.skip("needs the FashionMNIST files: apt-get install dataset-fashion-mnist")
+    root = pathlib.Path(__file__).resolve().parents[1]
+    workdir = tmp_path_factory.mktemp("cli") / "run"
+    command = [
+        sys.executable, str(root / "scripts" / "train.py"),
+        "--config", str(root / "configs" / "fmnist_idn45_cpu.py"),
+        "--workdir", str(workdir),
+        "--config.data.train_size=64", "--config.data.test_size=40",
+        "--config.train.epochs=1", "--config.train.batch_size=32",
+        "--config.noise.rate=0.2", "--config.train.verbose=0",
+        "--config.model.vae_depth=1",  # not 4: tracing the train step, most of the run, takes ~40% less
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    return types.SimpleNamespace(command=command, done=done, workdir=workdir)
+
+
+@pytest.fixture
+def eager():
+    """Runs Keras' train, test and predict steps eagerly, untraced.
+
+    Tracing a model's train step costs 10-30 s on a 2-core CPU (two ResNet-50s
+    over a minute), far more than the few steps a test runs. Tests of what
+    surrounds the step (the configs, `training.train`'s work directory for each
+    method) use this; tf.data pipelines are traced as always. The traced steps
+    are tested where they are the subject: each model's `fit` in
+    tests/test_causalnl.py and tests/test_baselines.py, and `training.train`
+    end to end in tests/test_training.py and from the command line. tf.data
+    warns that the option does not apply to it; the tests using this fixture
+    silence that warning with a `filterwarnings` mark.
+    """
+    tf.config.run_functions_eagerly(True)
+    yield
+    tf.config.run_functions_eagerly(False)

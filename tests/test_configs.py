@@ -1,15 +1,20 @@
-"""Every experiment in configs/ builds its model and trains one step.
+"""Every experiment in configs/ builds its data pipeline and model and trains one step.
 
 The config files are found by glob, so a new one is tested without being
-listed here. A run keeps the config's dataset, classifier, method, z_dim and
-VAE depth and shrinks the rest to one epoch of one batch of tiny data: mock
-TFDS data, a generated Clothing1M folder, or eight real FashionMNIST images.
-The training runs come last: the quick checks of the configs come first,
-while the process is small (each test's `clear_session` grows slow after
-the big models).
+listed here. A step keeps the config's dataset, image size, classifier,
+method, z_dim and VAE depth and shrinks the rest to one batch of tiny data:
+mock TFDS data, a generated Clothing1M folder, or four real FashionMNIST
+images. It runs the library's own steps of `training.train` (the config
+checks, `prepare_inputs`, `build_model` in the config's strategy, `fit`, its
+step run eagerly: see the `eager` fixture in tests/conftest.py), not the
+rest of `train` (callbacks, saving the models, pictures): saving two
+ResNet-50s three times cost more than their training step, and that part of
+`train` is the same for every config, tested end to end in
+tests/test_training.py. The training steps come last: the quick checks of
+the configs come first, while the process is small (each test's
+`clear_session` grows slow after the big models).
 """
 
-import csv
 import importlib.util
 import inspect
 import json
@@ -17,20 +22,21 @@ import os
 import pathlib
 import re
 
+import numpy as np
 import pytest
-import tensorflow as tf
 
-from tf_causalnl import clothing1m, data, grid, training
+from tf_causalnl import checks, clothing1m, data, distribute, grid, training
 from tf_causalnl.config import GRID, base_config, table_1_grid
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG_FILES = sorted((ROOT / "configs").glob("*.py"))
-BATCH = 8
+BATCH = 4
 #: What a shrunk run must keep from the config.
-KEPT = (("data", "name"), ("model", "method"), ("model", "classifier"), ("model", "z_dim"),
-        ("model", "vae_depth"), ("model", "resnet_stem"), ("noise", "type"))
-#: Configs run by a script of their own rather than train.py or grid.py, by
-#: script name: the test file that runs them.
+KEPT = (("data", "name"), ("data", "image_size"), ("data", "resize"), ("model", "method"),
+        ("model", "classifier"), ("model", "z_dim"), ("model", "vae_depth"), ("model", "resnet_stem"),
+        ("noise", "type"))
+#: Configs run by a script of their own rather than train.py, grid.py or
+#: tune.py, by script name: the test file that runs them.
 TESTED_ELSEWHERE = {"moons": "tests/test_moons.py"}
 #: Config files whose CausalNL run is another file's, as a test below checks:
 #: that file's one-step run covers both.
@@ -73,26 +79,13 @@ def _name(value):
     return value.name if isinstance(value, pathlib.Path) else str(value)
 
 
-@pytest.fixture
-def eager():
-    """Runs Keras' train and test steps eagerly, untraced.
-
-    One step of two ResNet-50s costs seconds eagerly, but tracing it costs
-    over a minute on a 2-core CPU. The traced path of `training.train` is
-    tested in tests/test_training.py (in-memory data and Clothing1M).
-    """
-    tf.config.run_functions_eagerly(True)
-    yield
-    tf.config.run_functions_eagerly(False)
-
-
 def _get(config, key):
     section, name = key
     return config[section][name]
 
 
 def shrink(config, tmp_path, make_clothing1m):
-    """The config sized for one training step on tiny data; the model is kept."""
+    """The config sized for one training step on tiny data; the model and image size are kept."""
     config = config.copy_and_resolve_references()
     config.train.epochs = 1
     config.train.batch_size = BATCH
@@ -103,9 +96,9 @@ def shrink(config, tmp_path, make_clothing1m):
     if config.data.name == "fashion_mnist":
         config.data.train_size = BATCH
     elif config.data.name == clothing1m.NAME:
+        # Small JPEGs, resized and cropped to the config's image size as the real ones are.
         root, _ = make_clothing1m(n_train=BATCH, n_test=BATCH, size=48)
         config.data.data_dir = str(root)
-        config.data.image_size, config.data.resize = 32, 40  # ResNet-50's smallest input
         config.model.pretrained = ""  # nothing to download
     else:  # TFDS, mocked with BATCH examples per split
         config.data.data_dir = str(tmp_path / "tfds")
@@ -113,17 +106,22 @@ def shrink(config, tmp_path, make_clothing1m):
 
 
 def train_one_step(config, workdir):
-    """training.train under mock TFDS data; returns (results, first row of metrics.csv)."""
+    """What `training.train` does up to the end of `fit`, on one batch, under mock TFDS data.
+
+    Returns (the model, its inputs, the last value of each logged metric).
+    """
     import tensorflow_datasets as tfds  # Lazy, as in tests/test_data.py: importing TFDS is slow.
 
     if config.data.name == "fashion_mnist" and not HAS_FASHION_MNIST:
         pytest.skip("needs the FashionMNIST files: apt-get install dataset-fashion-mnist")
+    checks.check_config(config)
     with tfds.testing.mock_data(num_examples=BATCH):
-        results = training.train(config, str(workdir))
-    with open(workdir / "metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == 1
-    return results, rows[0]
+        inputs = training.prepare_inputs(config, str(workdir))
+    with distribute.make_strategy(config.train.strategy).scope():
+        model = training.build_model(config, inputs.input_shape, inputs.num_classes, inputs.estimate)
+    history = model.fit(inputs.train(0), steps_per_epoch=inputs.steps_per_epoch, epochs=1,
+                        validation_data=inputs.test, verbose=0, shuffle=False)
+    return model, inputs, {name: values[-1] for name, values in history.history.items()}
 
 
 @pytest.mark.parametrize("path, argument", GRID_CONFIGS, ids=_name)
@@ -172,7 +170,8 @@ def test_files_with_the_same_run_agree(alias, original):
 def test_every_config_states_its_command(path):
     script = script_of(path)
     if script not in TESTED_ELSEWHERE:
-        assert script == ("grid" if "grid" in load_config(path) else "train")
+        config = load_config(path)
+        assert script == ("grid" if "grid" in config else "tune" if "tune" in config else "train")
     if path in VARIANT_FILES:
         assert f"configs/{path.name}:0.3" in _module(path).__doc__
         assert f"python scripts/grid.py --config configs/{path.name}:{GRID}" in _module(path).__doc__
@@ -215,13 +214,18 @@ def test_every_config_trains_one_step(path, tmp_path, make_clothing1m, no_networ
     for key in KEPT:
         assert _get(small, key) == _get(config, key), key
 
-    results, row = train_one_step(small, tmp_path / "run")
+    model, inputs, logs = train_one_step(small, tmp_path / "run")
 
-    assert results["epochs"] == 1
-    assert 0.0 <= results["clean_test_accuracy_last"] <= 1.0
-    assert (tmp_path / "run" / "model.keras").exists()
+    # The configured networks, at the configured image size.
+    assert isinstance(model, training.METHODS[config.model.method])
+    assert model.classifier.name == config.model.classifier
+    assert model.classifier.input_shape[1:] == inputs.input_shape
+    if config.data.image_size:
+        assert inputs.input_shape == (config.data.image_size, config.data.image_size, 3)
+    assert inputs.steps_per_epoch == 1
+    assert np.isfinite(logs["loss"]) and 0.0 <= logs["val_accuracy"] <= 1.0
     real_noise = config.noise.type == "real"
     # Clean training labels (and so their diagnostics) exist for synthetic noise only.
-    assert ("clean_accuracy" in row) == (not real_noise)
-    assert ("realized_noise_rate" in results) == (not real_noise)
+    assert ("clean_accuracy" in logs) == (not real_noise)
+    assert ("realized_noise_rate" in inputs.results) == (not real_noise)
     assert (tmp_path / "run" / "noisy_labels.npy").exists() == (not real_noise)

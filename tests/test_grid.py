@@ -216,8 +216,10 @@ def _tiny_dataset(data_dir=None):
 
 
 def test_real_training_of_a_one_cell_grid(tmp_path, monkeypatch):
+    # CE: the grid runs every method alike, and CE is the quickest to train
+    # (tests/test_training.py trains CausalNL and every baseline for real).
     monkeypatch.setitem(data.LOADERS, "tiny", _tiny_dataset)
-    config = _grid_config(methods=("causalnl",), auto_methods=(), rates=(0.3,), seeds=(0,))
+    config = _grid_config(methods=("ce",), auto_methods=(), rates=(0.3,), seeds=(0,))
     config.data.name = "tiny"
     config.model.classifier = "small_cnn"
     config.model.z_dim = 2
@@ -230,11 +232,13 @@ def test_real_training_of_a_one_cell_grid(tmp_path, monkeypatch):
     lines = []
     table = grid.run(config, workdir, log=lines.append)
 
-    cell_dir = os.path.join(workdir, "causalnl", "idn-0.3", "seed0")
+    cell_dir = os.path.join(workdir, "ce", "idn-0.3", "seed0")
     results = json.load(open(os.path.join(cell_dir, "results.json")))
-    assert json.load(open(os.path.join(cell_dir, "config.json")))["model"]["forget_rate"] == 0.3
-    assert f"| causalnl | **{100 * results[METRIC]:.2f} (n=1)** |" in table
-    assert lines[0].startswith("[1/1] done: causalnl IDN-0.3 seed 0")
+    cell_config = json.load(open(os.path.join(cell_dir, "config.json")))
+    assert (cell_config["model"]["method"], cell_config["noise"]["rate"],
+            cell_config["model"]["forget_rate"]) == ("ce", 0.3, 0.3)
+    assert f"| ce | **{100 * results[METRIC]:.2f} (n=1)** |" in table
+    assert lines[0].startswith("[1/1] done: ce IDN-0.3 seed 0")
     assert training.summarize(os.path.join(cell_dir, "metrics.csv"))[METRIC] == results[METRIC]
 
 

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from tf_causalnl import CausalNL, baselines, data, networks, pictures, training
+from tf_causalnl import CausalNL, baselines, networks, pictures
 from tf_causalnl.config import base_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -278,32 +279,23 @@ def test_rebuilt_noisy_labels_are_checked_against_the_saved_ones(tmp_path, caplo
     assert "(4 saved, 3 rebuilt)" in caplog.text
 
 
-@pytest.mark.skipif(
-    not os.path.exists(os.path.join(data.DEFAULT_FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz")),
-    reason="needs the FashionMNIST files: apt-get install dataset-fashion-mnist",
-)
-def test_pictures_of_a_trained_run_in_process_and_from_the_command_line(tmp_path):
-    config = base_config()
-    config.data.train_size, config.data.test_size, config.data.augment = 64, 40, False
-    config.model.classifier, config.model.z_dim, config.model.vae_width = "small_cnn", 2, 4
-    config.model.forget_rate, config.model.ramp_epochs = 0.2, 1
-    config.train.epochs, config.train.batch_size, config.train.verbose = 1, 32, 0
+def test_pictures_of_a_trained_run_from_the_command_line(tmp_path, cli_run):
+    # The run of scripts/train.py that tests/test_training.py checks (tests/conftest.py).
+    assert cli_run.done.returncode == 0, cli_run.done.stderr[-3000:]
     workdir = tmp_path / "run"
-    training.train(config, str(workdir))
-
-    written = pictures.pictures_from_workdir(str(workdir))
-    assert sorted(os.path.basename(p) for p in written) == sorted(ALL_PICTURES)
-    for path in written:
-        _assert_png(path)
+    shutil.copytree(cli_run.workdir, workdir)
+    expected = sorted(str(workdir / "pictures" / name) for name in ALL_PICTURES)
+    # Training drew every picture of a CausalNL run on images.
+    assert sorted(str(p) for p in (workdir / "pictures").iterdir()) == expected
 
     # The command on a run that stopped before model.keras: it draws the checkpoint.
     os.remove(workdir / "model.keras")
-    for path in written:
+    for path in expected:
         os.remove(path)
     command = [sys.executable, str(ROOT / "scripts" / "pictures.py"), "--workdir", str(workdir)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted(done.stdout.split()) == sorted(written)
+    assert sorted(done.stdout.split()) == expected
     assert "checkpoint.keras" in done.stderr
-    for path in written:
+    for path in expected:
         _assert_png(path)
