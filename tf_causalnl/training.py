@@ -20,8 +20,9 @@ labels. The work directory gets:
                        (clean_accuracy and selection_precision only where the
                        clean training labels are known)
   tensorboard/         TensorBoard logs
-  backup/              Keras BackupAndRestore state: a rerun resumes after the
-                       last completed epoch (and continues a finished run
+  backup/              the last completed epoch's weights, optimizer state and
+                       epoch (tf_causalnl.checkpoints, written atomically): a
+                       rerun resumes from it (and continues a finished run
                        when given more epochs)
   checkpoint.keras     the model after the last completed epoch
   model.keras          the final model
