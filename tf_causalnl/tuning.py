@@ -280,10 +280,9 @@ class CausalNLHyperModel(keras_tuner.HyperModel):
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         config = trial_config(self.config, self.declare(hp))
         keras.utils.set_random_seed(config.seed)  # every trial starts from the same seed
-        model = training.build_model(config, self.data.input_shape, self.data.num_classes, self.data.estimate)
-        # Built now, so that a trial Hyperband continues loads Adam's state (and step) with the weights.
-        model.optimizer.build(model.trainable_variables)
-        return model
+        # compile (in build_model) builds the optimizer, so that a trial Hyperband
+        # continues loads Adam's state (and step) with the weights.
+        return training.build_model(config, self.data.input_shape, self.data.num_classes, self.data.estimate)
 
     def fit(self, hp, model, *args, epochs=None, initial_epoch=0, callbacks=(), verbose=None, **kwargs):
         """Trains on the training part; returns the last epoch's objective (and clean accuracy)."""
