@@ -23,8 +23,17 @@ tf.config.set_logical_device_configuration(
 
 @pytest.fixture(scope="session")
 def two_cpu_strategy():
-    """A MirroredStrategy over the two logical CPUs (two replicas)."""
-    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    """The process's MirroredStrategy (`distribute.make_strategy`), over the two logical CPUs.
+
+    The same object `training.train` uses for `train.strategy="mirrored"`: a
+    second MirroredStrategy over the same devices could reuse its
+    collective keys.
+    """
+    from tf_causalnl import distribute  # noqa: PLC0415
+
+    strategy = distribute.make_strategy(distribute.MIRRORED)
+    assert strategy.num_replicas_in_sync == 2
+    return strategy
 
 
 @pytest.fixture

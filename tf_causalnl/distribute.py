@@ -43,30 +43,33 @@ MIRRORED = "mirrored"
 MULTI_WORKER = "multi_worker"
 STRATEGIES = (DEFAULT, MIRRORED, MULTI_WORKER)
 
-_multi_worker = None
+#: The process's mirrored and multi-worker strategies, made once each (see make_strategy).
+_made: dict[str, tf.distribute.Strategy] = {}
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """The strategy named by `train.strategy` (see the module docstring).
 
     `multi_worker` reads the cluster from the `TF_CONFIG` environment
-    variable and must be made before TensorFlow runs any operation; a
-    process has one, which later calls return.
+    variable and must be made before TensorFlow runs any operation. A
+    process makes each of `mirrored` and `multi_worker` once and later calls
+    return it: with two MirroredStrategy objects over the same devices in
+    one process, a `train` under the second failed in the test suite with
+    "Shape mismatch in the collective instance" in Adam's all-reduce.
 
     Raises:
       ValueError: an unknown name, or `multi_worker` without a usable `TF_CONFIG`.
     """
     if name == DEFAULT:
         return tf.distribute.get_strategy()
-    if name == MIRRORED:
-        return tf.distribute.MirroredStrategy()
-    if name == MULTI_WORKER:
-        global _multi_worker
-        if _multi_worker is None:  # one per process: its collectives are set up once
+    if name not in (MIRRORED, MULTI_WORKER):
+        raise ValueError(f"Unknown strategy {name!r}; choose one of {list(STRATEGIES)}.")
+    if name not in _made:
+        if name == MULTI_WORKER:
             _check_tf_config()
-            _multi_worker = tf.distribute.MultiWorkerMirroredStrategy()
-        return _multi_worker
-    raise ValueError(f"Unknown strategy {name!r}; choose one of {list(STRATEGIES)}.")
+        _made[name] = (tf.distribute.MirroredStrategy() if name == MIRRORED
+                       else tf.distribute.MultiWorkerMirroredStrategy())
+    return _made[name]
 
 
 def _check_tf_config() -> None:
