@@ -18,6 +18,7 @@ def get_config():
     config = base_config()
     config.data.train_size = 20000
     config.model.classifier = "small_cnn"
+    config.model.z_dim = 4  # the CPU protocol's bottleneck (docs/OBJECTIVE.md)
     config.model.ramp_epochs = 4
     config.train.epochs = 8
     config.train.verbose = 2

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_causalnl import CausalNL, networks
+from tf_causalnl import CausalNL, losses, networks
 from tf_causalnl.callbacks import ForgetRateSchedule, forget_rate_at
 
 SHAPE, CLASSES = (8, 8, 1), 3
@@ -56,7 +56,8 @@ def test_predict_returns_branch_one_probabilities_and_scales_uint8():
 
 
 def test_keras_save_and_load_give_identical_predictions(tmp_path):
-    model = _model(forget_rate=0.3, beta2=1e-3, seed=7)
+    model = _model(forget_rate=0.3, beta2=1e-3, seed=7, objective="paper", reconstruction_pixels="sum",
+                   detach_reconstruction=True)
     x, y = _data()
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     path = str(tmp_path / "model.keras")
@@ -65,7 +66,34 @@ def test_keras_save_and_load_give_identical_predictions(tmp_path):
     assert isinstance(loaded, CausalNL)
     own = lambda config: {k: v for k, v in config.items() if k != "classifier"}
     assert own(loaded.get_config()) == own(model.get_config())
+    assert loaded.weighting == model.weighting == losses.Weighting(pixels="sum", detach_reconstruction=True)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_betas_default_to_the_objective_s_own():
+    classifier = networks.build_small_cnn(SHAPE, CLASSES)
+    assert CausalNL(classifier).betas == losses.ELBO_BETAS
+    assert CausalNL(classifier, objective="paper").betas == (0.1, 0.1, 1e-5, 0.01)
+    assert CausalNL(classifier, objective="public_code", beta1=2.0).betas == (0.1, 2.0, 1e-5, 0.01)
+    with pytest.raises(ValueError, match="objective must be one of"):
+        CausalNL(classifier, objective="appendix_b")
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_detach_reconstruction_stops_the_noisy_label_gradient_at_the_decoder(detach):
+    """The noisy-label term reaches p(X|Y,Z) through x1 unless x1 is detached; q(Y|X) either way."""
+    model = CausalNL(networks.build_small_cnn(SHAPE, CLASSES), z_dim=2, detach_reconstruction=detach)
+    x, y = _data(8)
+    seeds = model._step_seeds(tf.constant(0))
+    with tf.GradientTape() as tape:
+        out = model.branch(0, tf.cast(x, tf.float32) / 255.0, seeds[:2], True)
+        noisy_ce = tf.reduce_mean(losses.cross_entropy(out.noisy_logits, y))
+    decoder, classifier = model.decoders[0].trainable_variables, model.classifier.trainable_variables
+    grads = tape.gradient(noisy_ce, decoder + classifier)
+    decoder_norm = sum(float(tf.norm(g)) for g in grads[:len(decoder)] if g is not None)
+    classifier_norm = sum(float(tf.norm(g)) for g in grads[len(decoder):] if g is not None)
+    assert (decoder_norm == 0.0) == detach
+    assert classifier_norm > 0.0
 
 
 def test_forget_rate_schedule_values():

@@ -163,6 +163,11 @@ def test_vectors_for_a_convolutional_classifier_are_refused_before_the_work_dire
     ({"model.classifier": "resnet19"}, r"Unknown classifier 'resnet19'; .*Did you mean 'resnet18'\?"),
     ({"data.name": "fmnist"}, r"Unknown dataset 'fmnist'; choose one of \['cifar10', .*'clothing1m'"),
     ({"noise.type": "real"}, r'noise.type="real" .* labels of tiny are clean'),
+    ({"model.objective": "appendix_b"}, r"Unknown objective 'appendix_b'; choose one of \['elbo', 'paper', "
+                                        r"'public_code'\] for config.model.objective."),
+    ({"model.reconstruction_error": "l2"}, r"Unknown reconstruction error 'l2'; choose one of \['l1', 'mse'\]"),
+    ({"model.reconstruction_pixels": "average"}, r"Unknown pixel reduction 'average'; choose one of "
+                                                 r"\['mean', 'sum'\]"),
 ])
 def test_bad_values_are_refused_by_check_config_and_by_train(changes, match, monkeypatch, tmp_path):
     with pytest.raises(ValueError, match=match):
@@ -172,6 +177,8 @@ def test_bad_values_are_refused_by_check_config_and_by_train(changes, match, mon
 
 def test_good_values_pass():
     checks.check_config(_config(**{"model.forget_rate": "auto", "model.vae_depth": 2, "noise.rate": 0.0}))
+    checks.check_config(_config(**{"model.objective": "paper", "model.reconstruction_error": "mse",
+                                   "model.reconstruction_pixels": "sum", "model.detach_reconstruction": True}))
 
 
 # 8: batch sizes -------------------------------------------------------------------------

@@ -132,3 +132,125 @@ def test_objective_is_scaled_for_the_global_batch_under_a_strategy(two_cpu_strat
     )
     total = two_cpu_strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
     np.testing.assert_allclose(total, single, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------
+# The named objectives (losses.OBJECTIVES) against losses computed by hand.
+
+_X22 = tf.constant([[[[1.0], [0.0]], [[0.5], [0.25]]]])  # one 2x2 image
+_R22 = tf.constant([[[[0.5], [0.0]], [[0.0], [0.25]]]])  # errors 0.5, 0, 0.5, 0
+
+
+@pytest.mark.parametrize("error, pixels, expected", [
+    ("l1", "sum", 1.0), ("l1", "mean", 0.25), ("mse", "sum", 0.5), ("mse", "mean", 0.125),
+])
+def test_reconstruction_error_hand_values(error, pixels, expected):
+    np.testing.assert_allclose(losses.reconstruction_error(_X22, _R22, error, pixels), [expected], rtol=1e-6)
+
+
+def test_reconstruction_error_refuses_unknown_names():
+    with pytest.raises(ValueError, match="reconstruction error must be one of"):
+        losses.reconstruction_error(_X22, _R22, "l2", "sum")
+    with pytest.raises(ValueError, match="pixel reduction must be one of"):
+        losses.reconstruction_error(_X22, _R22, "l1", "max")
+
+
+def test_named_objectives_and_overrides():
+    assert losses.DEFAULT_OBJECTIVE == "elbo"
+    assert losses.weighting() == losses.Weighting(pixels="sum", betas=losses.ELBO_BETAS)
+    assert losses.ELBO_BETAS == (0.1, 6.4, 6.4e-4, 0.01)
+    assert losses.weighting("paper").pixels == "mean"
+    assert losses.weighting("paper").betas == losses.weighting("public_code").betas == (0.1, 0.1, 1e-5, 0.01)
+    public = losses.weighting("public_code")
+    assert (public.error, public.pixels, public.coteaching, public.kl, public.entropy) == (
+        "mse", "mean", "public_code", "public_code", False)
+    changed = losses.weighting("paper", pixels="sum", detach_reconstruction=True, error=None)
+    assert changed == losses.Weighting(pixels="sum", detach_reconstruction=True)
+    with pytest.raises(ValueError, match="objective must be one of"):
+        losses.weighting("appendix_b")
+    with pytest.raises(ValueError, match="objective kl must be one of"):
+        losses.Weighting(kl="sum")
+
+
+def _image_branch(batch, logit_margins, z_mean, noisy_margin):
+    """A branch on `batch` copies of the 2x2 image, reconstructed as _R22."""
+    return losses.BranchOutputs(
+        logits=_binary_logits(logit_margins),
+        z_mean=tf.constant(z_mean),
+        z_log_variance=tf.zeros([batch, 1]),
+        reconstruction=tf.repeat(_R22, batch, axis=0),
+        noisy_logits=_binary_logits([noisy_margin] * batch),
+    )
+
+
+def _hand_objective(objective):
+    """Two identical branches on two examples, forget rate 0.5, KL 1/2 * mu^2 per example."""
+    x, labels = tf.repeat(_X22, 2, axis=0), tf.constant([0, 0])
+    branch = _image_branch(2, [0.0, math.log(3.0)], [[1.0], [2.0]], 0.0)
+    betas = (2.0, 3.0, 5.0, 7.0)
+    return losses.causalnl_objective(
+        x, labels, (branch, branch), tf.constant(0.5), betas, losses.weighting(objective))
+
+
+def test_paper_objective_averages_the_reconstruction_over_pixels():
+    # Per example and branch: 2 * 0.25 (L1 / d) + 3 ln 2 + 5 (-H) + 7 * mu^2 / 2.
+    neg_h = [-math.log(2), 0.75 * math.log(0.75) + 0.25 * math.log(0.25)]
+    kl = [0.5, 2.0]
+    elbo = [2 * 0.25 + 3 * math.log(2) + 5 * h + 7 * k for h, k in zip(neg_h, kl)]
+    # Co-teaching keeps one example each (ce ln 4/3 < ln 2: example 1); scaled by 2/1.
+    cot = [0.0, 2 * math.log(4 / 3)]
+    expected = np.mean([2 * e + 2 * c for e, c in zip(elbo, cot)])
+    np.testing.assert_allclose(_hand_objective("paper")["loss"], expected, rtol=1e-5)
+
+
+def test_elbo_objective_sums_the_reconstruction_over_pixels():
+    # As "paper", with the reconstruction 2 * 1.0 (summed over the 4 pixels) in place of 2 * 0.25.
+    difference = 2 * 2 * (1.0 - 0.25)  # two branches
+    paper, elbo = _hand_objective("paper")["loss"], _hand_objective("elbo")["loss"]
+    np.testing.assert_allclose(elbo - paper, difference, rtol=1e-5)
+    # The logged term stays the L1 error per pixel under every objective.
+    np.testing.assert_allclose(_hand_objective("elbo")["terms"]["reconstruction"], [0.25, 0.25], rtol=1e-6)
+
+
+def test_public_code_objective_is_its_effective_loss():
+    # Per example and branch: 2 * MSE 0.125 + 3 ln 2 + no entropy + 7 * 2 * (batch 2) * mu^2 / 2,
+    # i.e. beta3 times the batch's sum of -(1 + log var - mu^2 - var) = mu^2 summed.
+    kl_sum_batch = 1.0 + 4.0  # sum over the batch of mu^2
+    elbo = [2 * 0.125 + 3 * math.log(2) + 7 * kl_sum_batch] * 2
+    # Co-teaching: the mean over the one kept example, divided by the kept count (1) again.
+    cot = [0.0, 2 * math.log(4 / 3) / 1]
+    expected = np.mean([2 * e + 2 * c for e, c in zip(elbo, cot)])
+    np.testing.assert_allclose(_hand_objective("public_code")["loss"], expected, rtol=1e-5)
+
+
+def test_public_code_divides_coteaching_by_the_kept_count():
+    x, labels = tf.repeat(_X22, 4, axis=0), tf.constant([0, 0, 0, 0])
+    branch = _image_branch(4, [1.0, 2.0, -1.0, 0.5], [[0.0]] * 4, 0.0)
+    betas = (0.0, 0.0, 0.0, 0.0)
+    paper = losses.causalnl_objective(x, labels, (branch, branch), tf.constant(0.5), betas,
+                                      losses.weighting("paper"))["loss"]
+    public = losses.causalnl_objective(x, labels, (branch, branch), tf.constant(0.5), betas,
+                                       losses.weighting("public_code"))["loss"]
+    np.testing.assert_allclose(public, paper / 2, rtol=1e-6)  # 2 of 4 kept
+
+
+@pytest.mark.parametrize("objective", sorted(losses.OBJECTIVES))
+def test_every_objective_is_scaled_for_the_global_batch(two_cpu_strategy, objective):
+    """Summed over two replicas, each objective equals its one-device value on the global batch."""
+    x, labels = tf.repeat(_X22, 4, axis=0), tf.constant([0, 0, 0, 0])
+    branch = _image_branch(4, [1.0, 2.0, -1.0, 0.5], [[1.0], [0.5], [-1.0], [2.0]], 0.3)
+    betas = (2.0, 3.0, 5.0, 7.0)
+    weights = losses.weighting(objective)
+    single = losses.causalnl_objective(x, labels, (branch, branch), tf.constant(0.0), betas, weights)["loss"]
+
+    def replica_loss(index):
+        piece = slice(2 * index, 2 * index + 2)
+        part = losses.BranchOutputs(*(t[piece] for t in branch))
+        return losses.causalnl_objective(
+            x[piece], labels[piece], (part, part), tf.constant(0.0), betas, weights)["loss"]
+
+    per_replica = two_cpu_strategy.run(
+        lambda: replica_loss(tf.distribute.get_replica_context().replica_id_in_sync_group)
+    )
+    total = two_cpu_strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+    np.testing.assert_allclose(total, single, rtol=1e-5)

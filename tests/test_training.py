@@ -168,6 +168,11 @@ def test_command_line_trains_the_cpu_config_with_overrides(cli_run):
     assert config["noise"]["rate"] == 0.2 and config["data"]["train_size"] == 64
     results = json.load(open(workdir / "results.json"))
     assert results["epochs"] == 1 and 0.0 <= results["clean_test_accuracy_last"] <= 1.0
+    # The decoder's test error against the median image's, on the 40 real test images.
+    images = data.load_fashion_mnist().x_test[:40].astype(np.float32) / 255.0
+    median_l1 = np.abs(images - np.median(images, axis=0)).mean()
+    assert results["median_image_l1"] == pytest.approx(median_l1, rel=1e-5)
+    assert 0.0 < results["test_reconstruction_l1"] < 1.0
 
 
 def test_a_stale_estimate_lock_left_by_a_killed_process_is_broken(tmp_path):

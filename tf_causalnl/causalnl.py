@@ -41,7 +41,18 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
         (`keras.models.clone_model`), so it must be functional or Sequential.
       z_dim: the dimension of Z (25 for the paper's image benchmarks).
       beta0, beta1, beta2, beta3: weights of the reconstruction, noisy-label,
-        entropy and KL terms (Appendix B).
+        entropy and KL terms; None takes the objective's (`losses.ELBO_BETAS`
+        for "elbo", Appendix B's 0.1, 0.1, 1e-5, 0.01 for the other two).
+      objective: how the terms are reduced and scaled, one of
+        `losses.OBJECTIVES`: "elbo" (the default: the reconstruction summed
+        over the image, -log p(x|y,z)), "paper" (Appendix B as written: the
+        L1 error averaged over the pixels) or "public_code" (the public
+        PyTorch code's effective weights: MSE, co-teaching divided by the kept
+        count again, the KL summed over the batch). See docs/OBJECTIVE.md.
+      reconstruction_error, reconstruction_pixels, detach_reconstruction:
+        replace one field of the objective's `losses.Weighting` ("l1" or
+        "mse"; "sum" or "mean"; whether p(Y~|Y,X) reads stop_gradient(x1));
+        None keeps the objective's own.
       forget_rate: co-teaching's final forget rate, typically the noise rate,
         or "auto": `fit` first estimates the noise rate from its data with
         anchor points (`tf_causalnl.transition`; no clean labels) and uses it.
@@ -64,10 +75,14 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
         classifier: keras.Model,
         *,
         z_dim: int = 25,
-        beta0: float = losses.DEFAULT_BETAS[0],
-        beta1: float = losses.DEFAULT_BETAS[1],
-        beta2: float = losses.DEFAULT_BETAS[2],
-        beta3: float = losses.DEFAULT_BETAS[3],
+        beta0: float | None = None,
+        beta1: float | None = None,
+        beta2: float | None = None,
+        beta3: float | None = None,
+        objective: str = losses.DEFAULT_OBJECTIVE,
+        reconstruction_error: str | None = None,
+        reconstruction_pixels: str | None = None,
+        detach_reconstruction: bool | None = None,
         forget_rate: float | str = 0.2,
         ramp_epochs: int = 10,
         temperature: float = 1.0,
@@ -79,7 +94,15 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
         super().__init__(**kwargs)
         _check_arguments(classifier, z_dim, temperature)
         self.z_dim = int(z_dim)
-        self.betas = (float(beta0), float(beta1), float(beta2), float(beta3))
+        self.objective = objective
+        self.weighting_overrides = {
+            "error": reconstruction_error,
+            "pixels": reconstruction_pixels,
+            "detach_reconstruction": None if detach_reconstruction is None else bool(detach_reconstruction),
+        }
+        self.weighting = losses.weighting(objective, **self.weighting_overrides)
+        given = (beta0, beta1, beta2, beta3)
+        self.betas = tuple(float(own if b is None else b) for b, own in zip(given, self.weighting.betas))
         self._init_forget_rate(forget_rate, ramp_epochs)
         self.temperature = float(temperature)
         self.vae_depth = vae_depth
@@ -137,7 +160,8 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
         z_mean, z_log_variance = self.latent_encoders[index]([x, y], training=training)
         z = distributions.latent_sample(z_mean, z_log_variance, seeds[1])
         reconstruction = self.decoders[index]([z, y], training=training)
-        noisy_logits = self.noisy_label_decoders[index]([reconstruction, y], training=training)
+        x1 = tf.stop_gradient(reconstruction) if self.weighting.detach_reconstruction else reconstruction
+        noisy_logits = self.noisy_label_decoders[index]([x1, y], training=training)
         return losses.BranchOutputs(logits, z_mean, z_log_variance, reconstruction, noisy_logits)
 
     def train_step(self, data):
@@ -146,7 +170,7 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
         with tf.GradientTape() as tape:
             branches = (self.branch(0, x, seeds[:2], True), self.branch(1, x, seeds[2:], True))
             objective = losses.causalnl_objective(
-                x, labels, branches, self.forget_rate_variable, self.betas
+                x, labels, branches, self.forget_rate_variable, self.betas, self.weighting
             )
         gradients = tape.gradient(objective["loss"], self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
@@ -197,6 +221,10 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
             "beta1": self.betas[1],
             "beta2": self.betas[2],
             "beta3": self.betas[3],
+            "objective": self.objective,
+            "reconstruction_error": self.weighting_overrides["error"],
+            "reconstruction_pixels": self.weighting_overrides["pixels"],
+            "detach_reconstruction": self.weighting_overrides["detach_reconstruction"],
             "forget_rate": self.forget_rate,
             "ramp_epochs": self.ramp_epochs,
             "temperature": self.temperature,

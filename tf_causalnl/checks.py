@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import ml_collections
 
 from tf_causalnl import config as config_lib
-from tf_causalnl import data, networks, noise, transition
+from tf_causalnl import data, losses, networks, noise, transition
 
 #: Sections a config may hold beyond `base_config()`'s, and where they are read.
 OPTIONAL_SECTIONS = {"grid": "tf_causalnl.grid", "moons": "tf_causalnl.moons",
@@ -100,6 +100,11 @@ def _check_names(config: ml_collections.ConfigDict) -> None:
     check_choice("dataset", "data.name", config.data.name, {*data.LOADERS, *training.FILE_DATASETS})
     check_choice("classifier", "model.classifier", config.model.classifier, networks.CLASSIFIERS)
     check_choice("noise type", "noise.type", config.noise.type, {*noise.NOISE_TYPES, training.REAL_NOISE})
+    for what, key, valid in (("objective", "model.objective", losses.OBJECTIVES),
+                             ("reconstruction error", "model.reconstruction_error", losses.ERRORS),
+                             ("pixel reduction", "model.reconstruction_pixels", losses.PIXEL_REDUCTIONS)):
+        if _lookup(config, key) is not None:  # None: the objective's own
+            check_choice(what, key, _lookup(config, key), valid)
     if config.noise.type == training.REAL_NOISE and config.data.name not in training.FILE_DATASETS:
         raise ValueError(
             f'noise.type="{training.REAL_NOISE}" trains on a dataset\'s own noisy labels, but the '

@@ -56,10 +56,21 @@ def base_config() -> ml_collections.ConfigDict:
     # Stride-2 layers of the VAE's conv networks; None = 4 below 64 pixels and
     # 5 from 64 up (Appendix C: 4 for 28-32 pixels, 5 for Clothing1M).
     config.model.vae_depth = config_dict.placeholder(int)
-    config.model.beta0 = 0.1  # reconstruction
-    config.model.beta1 = 0.1  # noisy-label likelihood
-    config.model.beta2 = 1e-5  # entropy of q(Y|X)
-    config.model.beta3 = 0.01  # KL of q(Z|X,Y)
+    # How CausalNL reduces and scales its terms (tf_causalnl.losses.OBJECTIVES,
+    # docs/OBJECTIVE.md): None = "elbo" (the reconstruction summed over the
+    # image), "paper" (Appendix B: averaged over the pixels) or "public_code"
+    # (the public PyTorch code's effective weights). The betas weigh its terms;
+    # None = the objective's own (losses.ELBO_BETAS = 0.1, 6.4, 6.4e-4, 0.01 for
+    # "elbo"; Appendix B's 0.1, 0.1, 1e-5, 0.01 for the others). The three keys
+    # after them replace one field of the objective each; None keeps its own.
+    config.model.objective = config_dict.placeholder(str)
+    config.model.beta0 = config_dict.placeholder(float)  # reconstruction
+    config.model.beta1 = config_dict.placeholder(float)  # noisy-label likelihood
+    config.model.beta2 = config_dict.placeholder(float)  # entropy of q(Y|X)
+    config.model.beta3 = config_dict.placeholder(float)  # KL of q(Z|X,Y)
+    config.model.reconstruction_error = config_dict.placeholder(str)  # "l1" or "mse"
+    config.model.reconstruction_pixels = config_dict.placeholder(str)  # "sum" or "mean"
+    config.model.detach_reconstruction = config_dict.placeholder(bool)
     # Co-teaching's final forget rate (CausalNL, Co-teaching, MentorNet): a
     # number, or "auto" to use the noise rate estimated from the noisy labels.
     config.model.forget_rate = config_dict.FieldReference(0.45, field_type=object)
@@ -91,6 +102,26 @@ def base_config() -> ml_collections.ConfigDict:
     # the same config give identical weights (None or False: off, faster on GPUs).
     config.train.deterministic = config_dict.placeholder(bool)
     config.train.verbose = 1  # Keras progress bar; 2 = one line per epoch
+    return config
+
+
+def cpu_protocol() -> ml_collections.ConfigDict:
+    """The CPU benchmark protocol (configs/fmnist_grid_cpu.py, docs/RESULTS.md).
+
+    `base_config()` sized for a 2-core CPU: a seeded 3,000-image FashionMNIST
+    subset, the small CNN, CausalNL's VAE at half width with a 4-dimensional
+    Z (the bottleneck measured best there, docs/OBJECTIVE.md), 12 epochs with
+    the forget rate ramped over 5, and 5 epochs for the noise estimate.
+    """
+    config = base_config()
+    config.model.z_dim = 4
+    config.data.train_size = 3000
+    config.model.classifier = "small_cnn"
+    config.model.vae_width = 16
+    config.model.ramp_epochs = 5
+    config.estimate.epochs = 5
+    config.train.epochs = 12
+    config.train.verbose = 0
     return config
 
 

@@ -14,6 +14,7 @@ Per branch and per example, with d the number of input values:
   + co-teaching cross-entropy on the examples the peer branch selected
 """
 
+import dataclasses
 from typing import NamedTuple, Sequence
 
 import tensorflow as tf
@@ -21,7 +22,13 @@ import tensorflow as tf
 from tf_causalnl import distributions
 
 #: Appendix B: beta0 = beta1 = 0.1, beta2 = 1e-5, beta3 = 0.01.
-DEFAULT_BETAS = (0.1, 0.1, 1e-5, 0.01)
+APPENDIX_B_BETAS = (0.1, 0.1, 1e-5, 0.01)
+
+#: The default objective's betas: Appendix B's, with the noisy-label and
+#: entropy terms at 64 times theirs (0.1 x 64 = 6.4), the weight the public
+#: code's objective gives them against co-teaching at batch 128 and forget
+#: rate 0.5, under which the paper's numbers were produced (docs/OBJECTIVE.md).
+ELBO_BETAS = (0.1, 6.4, 6.4e-4, 0.01)
 
 
 class BranchOutputs(NamedTuple):
@@ -45,6 +52,23 @@ def reconstruction_l1(x: tf.Tensor, reconstruction: tf.Tensor) -> tf.Tensor:
     """Per-example |x - x1|_1 / d: the mean absolute error over all input values."""
     axes = tf.range(1, tf.rank(x))
     return tf.reduce_mean(tf.abs(x - reconstruction), axis=axes)
+
+
+def reconstruction_error(x: tf.Tensor, reconstruction: tf.Tensor, error: str, pixels: str) -> tf.Tensor:
+    """Per-example reconstruction term: L1 or squared error, summed or averaged over the d values.
+
+    `pixels="sum"` with `error="l1"` is -log p(x|y,z) of a Laplace likelihood
+    of unit scale, up to a constant; "mse" is that of a Gaussian of variance
+    1/2. `pixels="mean"` divides either by d (Appendix B's 1/d^2).
+    """
+    if error not in ERRORS:
+        raise ValueError(f"reconstruction error must be one of {ERRORS}, got {error!r}.")
+    if pixels not in PIXEL_REDUCTIONS:
+        raise ValueError(f"pixel reduction must be one of {PIXEL_REDUCTIONS}, got {pixels!r}.")
+    difference = x - reconstruction
+    values = tf.abs(difference) if error == "l1" else tf.square(difference)
+    axes = tf.range(1, tf.rank(x))
+    return tf.reduce_sum(values, axis=axes) if pixels == "sum" else tf.reduce_mean(values, axis=axes)
 
 
 def negative_entropy(logits: tf.Tensor) -> tf.Tensor:
@@ -108,8 +132,79 @@ def coteaching(
     return ce1 * mask2 * scale, ce2 * mask1 * scale, mask1, mask2
 
 
+ERRORS = ("l1", "mse")
+PIXEL_REDUCTIONS = ("sum", "mean")
+COTEACHING_SCALES = ("selection_mean", "public_code")
+KL_REDUCTIONS = ("example", "public_code")
+
+
+@dataclasses.dataclass(frozen=True)
+class Weighting:
+    """How the objective weighs and reduces its terms, beyond the four betas.
+
+    Attributes:
+      error: "l1" (the paper) or "mse" (the public code) per input value.
+      pixels: "sum" over the d input values (-log p(x|y,z) of the whole
+        image) or "mean" (divided by d, Appendix B's 1/d^2).
+      detach_reconstruction: feed stop_gradient(x1) to p(Y~|Y,X), so the
+        noisy-label term trains the decoder p(X|Y,Z) not at all; x1 is still
+        what p(Y~|Y,X) reads (Algorithm 1, line 7).
+      coteaching: "selection_mean" (the mean cross-entropy over the peer's
+        selection) or "public_code" (that mean divided by the kept count
+        again, `torch.sum(mean) / num_remember`).
+      kl: "example" (the KL of each example, averaged over the batch like
+        every other term) or "public_code" (summed over the global batch and
+        doubled, the public code's `-sum(1 + log_var - mu^2 - var)`).
+      entropy: False drops the entropy term, as the public code's
+        uniform-prior term is a constant with no gradient.
+      betas: the (beta0, beta1, beta2, beta3) a model uses with this
+        objective unless it is given its own.
+    """
+
+    error: str = "l1"
+    pixels: str = "sum"
+    detach_reconstruction: bool = False
+    coteaching: str = "selection_mean"
+    kl: str = "example"
+    entropy: bool = True
+    betas: tuple[float, float, float, float] = APPENDIX_B_BETAS
+
+    def __post_init__(self):
+        for name, allowed in (("error", ERRORS), ("pixels", PIXEL_REDUCTIONS),
+                              ("coteaching", COTEACHING_SCALES), ("kl", KL_REDUCTIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"objective {name} must be one of {allowed}, got {getattr(self, name)!r}.")
+
+
+#: The named objectives (`CausalNL(objective=...)`, `config.model.objective`).
+#:   "elbo": the default; the reconstruction is -log p(x|y,z) summed over the
+#:     image, so that it weighs what the ELBO says against the label terms,
+#:     with `ELBO_BETAS`.
+#:   "paper": Appendix B as written: L1 averaged over the d values, its betas.
+#:   "public_code": the public PyTorch code's effective objective, Appendix B's betas.
+OBJECTIVES = {
+    "elbo": Weighting(betas=ELBO_BETAS),
+    "paper": Weighting(pixels="mean"),
+    "public_code": Weighting(error="mse", pixels="mean", coteaching="public_code",
+                             kl="public_code", entropy=False),
+}
+DEFAULT_OBJECTIVE = "elbo"
+
+
+def weighting(objective: str = DEFAULT_OBJECTIVE, **overrides) -> Weighting:
+    """The `Weighting` of a named objective, with some fields replaced (None keeps the preset's)."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, got {objective!r}.")
+    changes = {name: value for name, value in overrides.items() if value is not None}
+    return dataclasses.replace(OBJECTIVES[objective], **changes)
+
+
 def elbo_terms(x: tf.Tensor, labels: tf.Tensor, out: BranchOutputs) -> dict:
-    """The four per-example terms of one branch's negative ELBO, unweighted."""
+    """The four per-example terms of one branch's negative ELBO, unweighted.
+
+    "reconstruction" is the L1 error per input value whatever the objective
+    optimises, so that runs under different objectives log comparable numbers.
+    """
     return {
         "reconstruction": reconstruction_l1(x, out.reconstruction),
         "noisy_label_ce": cross_entropy(out.noisy_logits, labels),
@@ -123,7 +218,8 @@ def causalnl_objective(
     labels: tf.Tensor,
     branches: tuple[BranchOutputs, BranchOutputs],
     forget_rate: tf.Tensor,
-    betas: Sequence[float] = DEFAULT_BETAS,
+    betas: Sequence[float] = ELBO_BETAS,
+    weights: Weighting = OBJECTIVES[DEFAULT_OBJECTIVE],
 ) -> dict:
     """The loss both branches minimise, reduced for the global batch.
 
@@ -132,7 +228,9 @@ def causalnl_objective(
       labels: the observed (noisy) integer labels.
       branches: the outputs of branch 1 and branch 2.
       forget_rate: the current co-teaching forget rate.
-      betas: (beta0, beta1, beta2, beta3) of Appendix B.
+      betas: (beta0, beta1, beta2, beta3), the weights of the reconstruction,
+        noisy-label, entropy and KL terms.
+      weights: how the terms are reduced and scaled (`Weighting`).
 
     Returns:
       A dict with "loss", the scalar objective divided by the global batch
@@ -146,13 +244,18 @@ def causalnl_objective(
     terms1 = elbo_terms(x, labels, out1)
     terms2 = elbo_terms(x, labels, out2)
 
-    per_example = cot1 + cot2
-    for terms in (terms1, terms2):
+    cot_scale, kl_scale = 1.0, 1.0
+    if weights.coteaching == "public_code":  # divided by the global kept count once more
+        cot_scale = 1.0 / (tf.reduce_sum(mask1) * _replicas())
+    if weights.kl == "public_code":  # summed over the global batch, without the 1/2
+        kl_scale = 2.0 * _global_batch(x)
+    per_example = cot_scale * (cot1 + cot2)
+    for out, terms in ((out1, terms1), (out2, terms2)):
         per_example += (
-            beta0 * terms["reconstruction"]
+            beta0 * reconstruction_error(x, out.reconstruction, weights.error, weights.pixels)
             + beta1 * terms["noisy_label_ce"]
-            + beta2 * terms["negative_entropy"]
-            + beta3 * terms["kl_z"]
+            + (beta2 * terms["negative_entropy"] if weights.entropy else 0.0)
+            + beta3 * kl_scale * terms["kl_z"]
         )
     terms = {name: 0.5 * (terms1[name] + terms2[name]) for name in terms1}
     terms["coteaching"] = 0.5 * (cot1 + cot2)
@@ -161,3 +264,11 @@ def causalnl_objective(
         "terms": terms,
         "selections": (mask1, mask2),
     }
+
+
+def _replicas() -> float:
+    return float(tf.distribute.get_strategy().num_replicas_in_sync)
+
+
+def _global_batch(x: tf.Tensor) -> tf.Tensor:
+    return tf.cast(tf.shape(x)[0], tf.float32) * _replicas()

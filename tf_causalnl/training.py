@@ -42,6 +42,7 @@ import functools
 import hashlib
 import inspect
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -54,10 +55,12 @@ import numpy as np
 import tensorflow as tf
 
 from tf_causalnl import callbacks as tf_callbacks
-from tf_causalnl import (baselines, checkpoints, checks, clothing1m, data, distribute, networks,
-                         noise, pictures, transition)
+from tf_causalnl import (baselines, checkpoints, checks, clothing1m, data, distribute, losses,
+                         networks, noise, pictures, transition)
 from tf_causalnl.causalnl import CausalNL
 from tf_causalnl.checkpoints import write_json
+
+_log = logging.getLogger(__name__)
 
 #: One dict from method name to model class. `build_model` passes each class
 #: the config values its constructor names (see `_model_kwargs`).
@@ -353,6 +356,10 @@ def _model_kwargs(config, parameters, estimate) -> dict:
         forget_rate = estimate.noise_rate
     values = {
         "z_dim": m.z_dim, "beta0": m.beta0, "beta1": m.beta1, "beta2": m.beta2, "beta3": m.beta3,
+        "objective": m.get("objective") or losses.DEFAULT_OBJECTIVE,
+        "reconstruction_error": m.get("reconstruction_error"),
+        "reconstruction_pixels": m.get("reconstruction_pixels"),
+        "detach_reconstruction": m.get("detach_reconstruction"),
         "forget_rate": forget_rate, "ramp_epochs": m.ramp_epochs, "temperature": m.temperature,
         "alpha": m.mixup_alpha, "vae_depth": m.vae_depth, "vae_width": m.vae_width,
         "seed": config.seed,
@@ -450,12 +457,32 @@ def _train(config, workdir, run_dir, strategy, user_callbacks) -> dict:
         results["forget_rate"] = float(model.forget_rate)
     if inputs.estimate is not None:
         results["estimated_noise_rate"] = float(inputs.estimate.noise_rate)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        results.update(_reconstruction_quality(model, inputs))
     write_json(os.path.join(run_dir, "results.json"), results)
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         # On a cluster, Keras' predict (which the pictures use) needs every
         # worker; scripts/pictures.py draws them from the work directory after.
         write_pictures(run_dir, model, inputs, config.seed)
     return results
+
+
+def _reconstruction_quality(model: keras.Model, inputs: Inputs) -> dict:
+    """For CausalNL on in-memory images: branch 1's test L1 error against the median image's.
+
+    Warns when the decoder does no better than the median image: it has
+    learned nothing of the instances, so P(X) does not inform q(Y|X).
+    """
+    if not (isinstance(model, CausalNL) and pictures.is_image_model(model) and inputs.dataset is not None):
+        return {}
+    quality = pictures.reconstruction_quality(model, inputs.dataset.x_test[:PICTURE_TEST_EXAMPLES])
+    if quality["reconstruction_l1"] >= 0.9 * quality["median_image_l1"]:
+        _log.warning(
+            "p(X|Y,Z) reconstructs the test images no better than their per-pixel median "
+            "(L1 %.3f against %.3f): the generative half has not learned. See docs/OBJECTIVE.md.",
+            quality["reconstruction_l1"], quality["median_image_l1"])
+    return {"test_reconstruction_l1": quality["reconstruction_l1"],
+            "median_image_l1": quality["median_image_l1"]}
 
 
 def _drop_rows_from(metrics_path: str, epoch: int) -> None:
