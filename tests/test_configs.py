@@ -70,8 +70,10 @@ def _takes_argument(path):
     return bool(inspect.signature(_module(path).get_config).parameters)
 
 
-VARIANT_FILES = [p for p in CONFIG_FILES if _takes_argument(p)]
-GRID_CONFIGS = [(p, None) for p in CONFIG_FILES if "grid" in load_config(p)] + [
+#: Config files whose argument names an ablation variant (tested below), not a noise rate.
+ABLATION_FILES = [ROOT / "configs" / "fmnist_ablation_cpu.py"]
+VARIANT_FILES = [p for p in CONFIG_FILES if _takes_argument(p) and p not in ABLATION_FILES]
+GRID_CONFIGS = [(p, None) for p in CONFIG_FILES if "grid" in load_config(p) and p not in ABLATION_FILES] + [
     (p, GRID) for p in VARIANT_FILES]
 
 
@@ -175,6 +177,25 @@ def test_every_config_states_its_command(path):
     if path in VARIANT_FILES:
         assert f"configs/{path.name}:0.3" in _module(path).__doc__
         assert f"python scripts/grid.py --config configs/{path.name}:{GRID}" in _module(path).__doc__
+
+
+@pytest.mark.parametrize("path", ABLATION_FILES, ids=_name)
+def test_each_ablation_variant_changes_only_its_own_keys(path):
+    module = _module(path)
+    default = load_config(path)
+    assert default.to_dict() == load_config(path, "default").to_dict()
+    assert (default.grid.methods, default.grid.noise_rates, default.grid.seeds) == (("causalnl",), (0.5,), (0, 1, 2))
+    assert default.model.to_dict() == load_config(ROOT / "configs" / "fmnist_grid_cpu.py").model.to_dict()
+    for variant, changes in module.VARIANTS.items():
+        config = load_config(path, variant)
+        checks.check_config(config)
+        assert f" {variant} " in module.__doc__ or f" {variant}; " in module.__doc__, variant
+        for section in ("data", "model", "noise", "train", "estimate"):
+            for key, value in config[section].items():
+                expected = changes.get(f"{section}.{key}", default[section][key])
+                assert value == expected, (variant, section, key)
+    with pytest.raises(ValueError, match="Unknown ablation variant 'x'; choose one of"):
+        load_config(path, "x")
 
 
 def test_grid_work_directories_from_before_the_new_keys_stay_compatible(tmp_path):

@@ -270,7 +270,7 @@ def test_shards_split_the_cells_between_processes(tmp_path):
         grid.run(config, workdir, train_fn=first, shard=2, num_shards=2)
 
 
-@pytest.mark.parametrize("name, runs", [("fmnist_grid_cpu", 100), ("fmnist_grid_resnet18", 250)])
+@pytest.mark.parametrize("name, runs", [("fmnist_grid_cpu", 150), ("fmnist_grid_resnet18", 250)])
 def test_shipped_grid_configs_load_into_table_1_grids(name, runs):
     import importlib.util
 

@@ -32,7 +32,10 @@ labels. The work directory gets:
   results.json         clean test accuracy: last epoch, and mean of the last 10
                        (of all epochs when there are fewer); the realised noise
                        rate (synthetic noise), the forget rate used and the
-                       estimated noise rate where there is one
+                       estimated noise rate where there is one; for CausalNL
+                       on images, the decoder's test L1 error per pixel and
+                       that of the per-pixel median image
+                       (`pictures.reconstruction_quality`)
 """
 
 import contextlib
