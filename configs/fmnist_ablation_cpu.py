@@ -7,7 +7,8 @@ the colon; one work directory per variant, all on the same data and noise
 per seed, so that their accuracies compare seed by seed:
 
     for v in default paper public_code paper_sum paper_mse paper_detach \\
-             paper_x64 paper_beta1_x64 default_mean default_detach default_z25 \\
+             paper_x64 paper_beta1_x64 paper_x64_detach paper_sum_x64 \\
+             paper_sum_x8 default_mean default_detach default_z25 \\
              default_beta1_paper; do
       python scripts/grid.py --config configs/fmnist_ablation_cpu.py:$v \\
           --workdir runs/fmnist_ablation_cpu/$v
@@ -41,6 +42,12 @@ VARIANTS = {
     # (Every paper_* variant keeps Appendix B's z_dim of 25.)
     "paper_x64": {**_PAPER, "model.beta0": 6.4, "model.beta1": 6.4, "model.beta2": 6.4e-4, "model.beta3": 0.64},
     "paper_beta1_x64": {**_PAPER, "model.beta1": 6.4},
+    "paper_sum_x64": {**_PAPER, "model.reconstruction_pixels": "sum", "model.beta0": 6.4, "model.beta1": 6.4,
+                      "model.beta2": 6.4e-4, "model.beta3": 0.64},
+    "paper_sum_x8": {**_PAPER, "model.reconstruction_pixels": "sum", "model.beta0": 0.8, "model.beta1": 0.8,
+                     "model.beta2": 8e-5, "model.beta3": 0.08},
+    "paper_x64_detach": {**_PAPER, "model.beta0": 6.4, "model.beta1": 6.4, "model.beta2": 6.4e-4,
+                         "model.beta3": 0.64, "model.detach_reconstruction": True},
     # One change each to the default.
     "default_mean": {"model.reconstruction_pixels": "mean"},
     "default_detach": {"model.detach_reconstruction": True},

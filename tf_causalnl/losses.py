@@ -5,13 +5,18 @@ example, so each term can be tested against numbers computed by hand and the
 model reduces them once, for the global batch, under any `tf.distribute`
 strategy (`tf.nn.compute_average_loss`).
 
-Per branch and per example, with d the number of input values:
+Per branch and per example, with d the number of input values, the default
+objective ("elbo") is
 
-    beta0 * |x - x1|_1 / d              reconstruction, -log p(X|Y,Z) up to a constant
+    beta0 * |x - x1|_1                  -log p(X|Y,Z) up to a constant (Laplace, unit scale)
   + beta1 * CE(noisy_logits, y~)        -log p(Y~|Y,X)
   + beta2 * sum_y q(y|x) log q(y|x)     KL(q(Y|X) || uniform P(Y)) up to a constant
   + beta3 * KL(q(Z|X,Y) || N(0, I))     closed form, summed over the z dimensions
-  + co-teaching cross-entropy on the examples the peer branch selected
+  + co-teaching cross-entropy on the examples the peer branch selected.
+
+"paper" divides the reconstruction by d as Appendix B writes it, and
+"public_code" is the public PyTorch code's effective weighting (`OBJECTIVES`,
+`Weighting`; docs/OBJECTIVE.md derives the choice).
 """
 
 import dataclasses
