@@ -20,6 +20,13 @@ _spec = importlib.util.spec_from_file_location("train_job", ROOT / "tests" / "tr
 job = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(job)
 
+#: Tolerance of the weight comparisons across device counts. Adam's first steps
+#: move a weight by about lr * g / (|g| + eps); for the few units whose gradient
+#: is near eps, float rounding of the sums over replicas shows up as ~2e-6 in
+#: the weights (seen under the default objective, in one column of a 64x64
+#: layer), where a scaling error would be of the order of the step, 1e-2.
+ATOL = 2e-5
+
 #: Bounds each worker process of the two-worker test.
 WORKER_TIMEOUT_SECONDS = 420
 
@@ -53,7 +60,7 @@ def test_one_step_on_two_devices_gives_the_weights_of_one_device(two_cpu_strateg
         weights.append(model.get_weights())
     assert two_cpu_strategy.num_replicas_in_sync == 2
     for one, two in zip(*weights, strict=True):
-        np.testing.assert_allclose(two, one, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(two, one, rtol=1e-5, atol=ATOL)
     # The step did move the weights (a comparison of untouched weights proves nothing).
     assert any(not np.allclose(w, v) for w, v in zip(weights[0], _vector_model().get_weights()))
 
@@ -185,7 +192,7 @@ def test_two_workers_on_localhost_train_to_the_weights_of_one_process(tmp_path, 
     cluster_model = keras.saving.load_model(workdir / "model.keras")
     single_model = keras.saving.load_model(tmp_path / "single" / "model.keras")
     for a, b in zip(cluster_model.get_weights(), single_model.get_weights(), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=ATOL)
     rows = (workdir / "metrics.csv").read_text().splitlines()
     assert len(rows) == 1 + job.config().train.epochs  # the header and one row per epoch, by the chief
     assert not list(worker_tmp.glob("tf_causalnl_worker_*"))
@@ -209,4 +216,4 @@ def test_train_under_mirrored_matches_one_device_and_checks_the_batch_split(tmp_
     mirrored = keras.saving.load_model(tmp_path / distribute.MIRRORED / "model.keras").get_weights()
     single = keras.saving.load_model(tmp_path / distribute.DEFAULT / "model.keras").get_weights()
     for a, b in zip(mirrored, single, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=ATOL)
