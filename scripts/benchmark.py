@@ -2,6 +2,11 @@
 pipeline against pre-batched in-memory tensors, and noise synthesis time.
 
     python scripts/benchmark.py [--classifier small_cnn] [--steps 40] [--repeats 3]
+    python scripts/benchmark.py --check_inputs [--vae_width 16]
+
+`--check_inputs` measures instead what `fit()`'s per-batch input checks
+(`validation.checked_dataset`) cost on the training pipeline, for CausalNL
+and for the CE baseline (one network, where they weigh most).
 
 Figures are examples per second of training (after a warm-up fit, so tracing is
 not counted), median over repeats; contenders alternate order between repeats.
@@ -19,12 +24,13 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tf_causalnl import CausalNL, data, networks, noise  # noqa: E402
+from tf_causalnl import CausalNL, baselines, data, networks, noise, validation  # noqa: E402
 
 _CLASSIFIER = flags.DEFINE_string("classifier", "small_cnn", "A name in networks.CLASSIFIERS.")
 _STEPS = flags.DEFINE_integer("steps", 40, "Training steps per measurement.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Measurements per contender (median reported).")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Batch size.")
+_CHECK_INPUTS = flags.DEFINE_boolean("check_inputs", False, "Only measure the cost of fit()'s per-batch input checks.")
 _VAE_WIDTH = flags.DEFINE_integer("vae_width", 32, "Maps of CausalNL's first VAE conv layer (the CPU grid uses 16).")
 
 
@@ -53,19 +59,60 @@ def _models(classifier_name):
     return {"CE": ce, "CausalNL": causalnl}
 
 
-def _examples_per_second(contenders, steps, repeats, batch_size):
-    """contenders: name -> (model, dataset). Returns name -> median examples/s."""
+def _examples_per_second(contenders, steps, repeats, batch_size, fit=None):
+    """contenders: name -> (model, dataset). Returns name -> median examples/s.
+
+    `fit(model, dataset, **kwargs)` trains; the default is `model.fit`.
+    """
+    fit = fit or (lambda model, dataset, **kwargs: model.fit(dataset, **kwargs))
     for model, dataset in contenders.values():
-        model.fit(dataset, epochs=1, steps_per_epoch=5, verbose=0, shuffle=False)  # trace and warm up
+        fit(model, dataset, epochs=1, steps_per_epoch=5, verbose=0, shuffle=False)  # trace and warm up
     rates = {name: [] for name in contenders}
     for repeat in range(repeats):
         names = list(contenders) if repeat % 2 == 0 else list(contenders)[::-1]
         for name in names:
             model, dataset = contenders[name]
             start = time.perf_counter()
-            model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
+            fit(model, dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
             rates[name].append(steps * batch_size / (time.perf_counter() - start))
     return {name: float(np.median(r)) for name, r in rates.items()}
+
+
+def _check_cost(x, y, steps, repeats, batch):
+    """Examples/s on the training pipeline with and without fit()'s per-batch checks.
+
+    Both contenders train through `keras.Model.fit` itself, one on the
+    pipeline as it is and one on `validation.checked_dataset` of it, so that
+    the checks are the only difference.
+    """
+    pipeline = data.train_dataset(x, y, batch_size=batch, seed=0).repeat()
+    checked = validation.checked_dataset(pipeline, num_classes=10, input_shape=(28, 28, 1))
+    alone = {}
+    for repeat in range(repeats):  # The pipelines alone, no training: the checks' own cost.
+        for name, dataset in (("unchecked", pipeline), ("checked", checked))[::1 if repeat % 2 == 0 else -1]:
+            batches = iter(dataset.take(steps * 5))
+            next(batches)
+            start = time.perf_counter()
+            for _ in batches:
+                pass
+            alone.setdefault(name, []).append((steps * 5 - 1) * batch / (time.perf_counter() - start))
+    alone = {name: float(np.median(r)) for name, r in alone.items()}
+    print(f"{'pipeline':12s} alone     unchecked {alone['unchecked']:8.1f} ex/s | checked {alone['checked']:8.1f} "
+          f"ex/s | checked/unchecked {alone['checked'] / alone['unchecked']:.3f}")
+    makers = {
+        "CE baseline": lambda: baselines.NoisyLabelClassifier(networks.build_classifier(_CLASSIFIER.value,
+                                                                                         (28, 28, 1), 10)),
+        "CausalNL": lambda: CausalNL(networks.build_classifier(_CLASSIFIER.value, (28, 28, 1), 10),
+                                     forget_rate=0.45, vae_width=_VAE_WIDTH.value),
+    }
+    for name, make in makers.items():
+        models = [make(), make()]
+        for model in models:
+            model.compile("adam")
+        rates = _examples_per_second({"unchecked": (models[0], pipeline), "checked": (models[1], checked)},
+                                     steps, repeats, batch, fit=lambda m, d, **kw: keras.Model.fit(m, d, **kw))
+        print(f"{name:12s} pipeline unchecked {rates['unchecked']:8.1f} ex/s | checked {rates['checked']:8.1f} "
+              f"ex/s | checked/unchecked {rates['checked'] / rates['unchecked']:.3f}")
 
 
 def main(argv):
@@ -75,6 +122,9 @@ def main(argv):
     print(f"data: {source}; classifier: {_CLASSIFIER.value}; batch {batch}; "
           f"{steps} steps x {repeats} repeats; {os.cpu_count()} CPUs; "
           f"TF {tf.__version__}, Keras {keras.__version__}")
+    if _CHECK_INPUTS.value:
+        _check_cost(x, y, steps, repeats, batch)
+        return
 
     n = steps * batch
     in_memory = tf.data.Dataset.from_tensor_slices(

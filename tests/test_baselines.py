@@ -216,7 +216,7 @@ def test_mixup_draws_a_mixture_per_step_and_replays_it():
 
 
 def test_mixup_rejects_a_non_positive_alpha():
-    with pytest.raises(ValueError, match="alpha must be positive"):
+    with pytest.raises(ValueError, match="alpha must be a finite number above 0"):
         Mixup(networks.build_small_cnn(SHAPE, CLASSES), alpha=0.0)
 
 

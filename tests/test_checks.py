@@ -62,15 +62,15 @@ def test_labels_outside_the_classes_are_refused_before_the_work_directory(monkey
     y = np.zeros(96, int)
     y[70] = 3
     _refused_by_train(monkeypatch, tmp_path, _config(), _dataset(y=y),
-                      match=r"Dataset 'tiny': y_test has labels in \[0, 3\], outside "
-                            r"\[0, num_classes=3\); pass the right num_classes")
+                      match=r"Dataset 'tiny': y_test has labels outside \[0, 3\) in 1 of its 32 examples "
+                            r"\(the first is example 6, 3\); map the labels to 0..2")
 
 
 def test_a_label_count_unlike_the_image_count_is_refused(monkeypatch, tmp_path):
     dataset = _dataset()
     dataset.y_train = dataset.y_train[:63]
     _refused_by_train(monkeypatch, tmp_path, _config(), dataset,
-                      match="y_train has 63 labels but x_train has 64 examples; give one label")
+                      match="y_train has 63 labels for 64 examples; give one label per example")
 
 
 def test_non_finite_pixels_are_refused_naming_the_first_example(monkeypatch, tmp_path):
@@ -78,7 +78,7 @@ def test_non_finite_pixels_are_refused_naming_the_first_example(monkeypatch, tmp
     x[5, 2, 3, 0] = np.nan
     x[9, 0, 0, 0] = np.inf
     _refused_by_train(monkeypatch, tmp_path, _config(), _dataset(x=x),
-                      match=r"x_train contains NaN or infinite values in 2 of its 64 examples "
+                      match=r"x_train has NaN or infinite values in 2 of its 64 examples "
                             r"\(the first is example 5\); drop those examples")
 
 
@@ -157,8 +157,8 @@ def test_vectors_for_a_convolutional_classifier_are_refused_before_the_work_dire
     ({"train.epochs": 0}, r"train.epochs must be .* at least 1"),
     ({"train.batch_size": 0}, r"train.batch_size must be .* at least 1"),
     ({"data.train_size": -5}, r"data.train_size must be .* at least 0"),
-    ({"model.temperature": 0.0}, r"model.temperature must be a number above 0"),
-    ({"train.learning_rate": -1e-3}, r"train.learning_rate must be a number above 0"),
+    ({"model.temperature": 0.0}, r"model.temperature must be a finite number above 0, got 0.0"),
+    ({"train.learning_rate": -1e-3}, r"train.learning_rate must be a finite number above 0"),
     ({"train.strategy": "tpu"}, r"Unknown strategy 'tpu'; choose one of \['default', 'mirrored'"),
     ({"model.classifier": "resnet19"}, r"Unknown classifier 'resnet19'; .*Did you mean 'resnet18'\?"),
     ({"data.name": "fmnist"}, r"Unknown dataset 'fmnist'; choose one of \['cifar10', .*'clothing1m'"),
@@ -168,6 +168,11 @@ def test_vectors_for_a_convolutional_classifier_are_refused_before_the_work_dire
     ({"model.reconstruction_error": "l2"}, r"Unknown reconstruction error 'l2'; choose one of \['l1', 'mse'\]"),
     ({"model.reconstruction_pixels": "average"}, r"Unknown pixel reduction 'average'; choose one of "
                                                  r"\['mean', 'sum'\]"),
+    ({"model.label_gradient": 2.0}, r"model.label_gradient must be a finite number in \[0, 1\] or None"),
+    ({"model.beta0": -1.0}, r"model.beta0 must be a finite number of at least 0 or None, got -1.0; a beta weighs "
+                            r"a term of the objective; 0 turns it off"),
+    ({"model.beta3": float("nan")}, r"model.beta3 must be a finite number of at least 0 or None, got nan"),
+    ({"model.mixup_alpha": float("inf")}, r"model.mixup_alpha must be a finite number above 0, got inf"),
 ])
 def test_bad_values_are_refused_by_check_config_and_by_train(changes, match, monkeypatch, tmp_path):
     with pytest.raises(ValueError, match=match):
@@ -178,7 +183,8 @@ def test_bad_values_are_refused_by_check_config_and_by_train(changes, match, mon
 def test_good_values_pass():
     checks.check_config(_config(**{"model.forget_rate": "auto", "model.vae_depth": 2, "noise.rate": 0.0}))
     checks.check_config(_config(**{"model.objective": "paper", "model.reconstruction_error": "mse",
-                                   "model.reconstruction_pixels": "sum", "model.detach_reconstruction": True}))
+                                   "model.reconstruction_pixels": "sum", "model.detach_reconstruction": True,
+                                   "model.label_gradient": 0.0}))
 
 
 # 8: batch sizes -------------------------------------------------------------------------

@@ -217,19 +217,26 @@ GOOD_X, GOOD_Y = np.zeros((4, 8, 8, 3), np.uint8), np.array([0, 1, 2, 0])
 
 
 @pytest.mark.parametrize("override, kwargs, match", [
-    ({"y_train": GOOD_Y[:3]}, {}, "y_train has 3 labels but x_train has 4 examples"),
-    ({"y_test": GOOD_Y.astype(float)}, {}, "y_test must be a 1-D array of integer labels"),
-    ({"y_train": GOOD_Y[:, None]}, {}, "y_train must be a 1-D array"),
-    ({}, {"num_classes": 2}, r"y_train has labels in \[0, 2\], outside \[0, num_classes=2\)"),
-    ({"y_test": np.array([0, -1, 1, 1])}, {}, r"y_test has labels in \[-1, 1\]"),
-    ({"x_train": np.full((4, 3), np.nan)}, {}, "x_train contains NaN or infinite"),
-    ({"x_test": np.full((4, 8, 8, 3), np.inf, np.float32)}, {}, "x_test contains NaN"),
+    ({"y_train": GOOD_Y[:3]}, {}, "y_train has 3 labels for 4 examples; give one label per example"),
+    ({"y_test": GOOD_Y + 0.5}, {}, r"y_test has labels that are not whole numbers in 4 of its 4 examples "
+                                   r"\(the first is example 0, 0.5\); give integer class ids"),
+    ({"y_train": GOOD_Y[:, None]}, {}, r"y_train has shape \(4, 1\); give a 1-D array"),
+    ({}, {"num_classes": 2}, r"y_train has labels outside \[0, 2\) in 1 of its 4 examples \(the first is "
+                             r"example 2, 2\); map the labels to 0..1"),
+    ({"y_test": np.array([0, -1, 1, 1])}, {}, r"y_test has negative labels in 1 of its 4 examples \(the first "
+                                              r"is example 1, -1\)"),
+    ({"x_train": np.full((4, 3), np.nan)}, {}, "x_train has NaN or infinite values in 4 of its 4 examples"),
+    ({"x_test": np.full((4, 8, 8, 3), np.inf, np.float32)}, {}, "x_test has NaN"),
+    ({"x_test": np.full((4, 8, 8, 3), 3.0, np.float32)}, {}, r"x_test has pixels outside \[0, 1\] .* pass uint8 "
+                                                             r"images \(0-255\), or floats scaled to \[0, 1\]"),
+    ({"x_train": np.zeros((0, 8, 8, 3), np.uint8)}, {}, "x_train has no examples"),
     ({"x_train": np.zeros((4, 2, 8, 8, 3))}, {}, "x_train has rank 5"),
     ({"x_test": np.zeros(4)}, {}, "x_test has rank 1"),
     ({"x_test": np.zeros((4, 8, 8, 1), np.uint8)}, {}, r"x_test examples have shape \(8, 8, 1\)"),
     ({"x_train": np.zeros((4, 8, 8, 3), np.int64)}, {}, "dtype int64; pass uint8"),
 ])
 def test_from_arrays_errors(override, kwargs, match):
+    # The rules of tf_causalnl.validation, which fit() applies too (tests/test_fit_checks.py).
     arrays = {"x_train": GOOD_X, "y_train": GOOD_Y, "x_test": GOOD_X, "y_test": GOOD_Y}
     arrays.update(override)
     with pytest.raises(ValueError, match=match):

@@ -1,4 +1,7 @@
-"""Callbacks: co-teaching's forget-rate schedule (and the model side of it), and a divergence guard."""
+"""Callbacks: co-teaching's forget-rate schedule and a divergence guard.
+
+The model side of the schedule is `tf_causalnl.forget_rate.ForgetRateMixin`.
+"""
 
 import math
 
@@ -43,34 +46,6 @@ def with_forget_rate_schedule(callbacks) -> list:
     if not any(isinstance(c, ForgetRateSchedule) for c in callbacks):
         callbacks.insert(0, ForgetRateSchedule())
     return callbacks
-
-
-class ForgetRateMixin:
-    """The model side of the schedule, for `keras.Model`s with a forget rate.
-
-    CausalNL, CoTeaching and MentorNet call `_init_forget_rate` in
-    `__init__`; their `fit` then replaces a forget rate of "auto" by the noise
-    rate estimated from fit's data (`transition.resolve_auto_forget_rate`)
-    and adds `ForgetRateSchedule` first unless one is given, so loggers such
-    as `CSVLogger` see the `forget_rate` it adds to the epoch's logs.
-    """
-
-    def _init_forget_rate(self, forget_rate, ramp_epochs: int) -> None:
-        from tf_causalnl import transition  # noqa: PLC0415 (transition imports the models)
-
-        self.forget_rate = transition.check_forget_rate(forget_rate)
-        self.ramp_epochs = int(ramp_epochs)
-        # Read by the loss, set each epoch by ForgetRateSchedule.
-        self.forget_rate_variable = keras.Variable(
-            0.0, trainable=False, dtype="float32", name="current_forget_rate"
-        )
-
-    def fit(self, x=None, y=None, *args, callbacks=None, **kwargs):
-        """`keras.Model.fit`, with "auto" resolved and the schedule added."""
-        from tf_causalnl import transition  # noqa: PLC0415
-
-        transition.resolve_auto_forget_rate(self, x, y)
-        return super().fit(x, y, *args, callbacks=with_forget_rate_schedule(callbacks), **kwargs)
 
 
 class TerminateOnNonFinite(keras.callbacks.Callback):

@@ -10,8 +10,8 @@ network q(Y|X) of branch 1 is the clean-label classifier the user keeps.
 import keras
 import tensorflow as tf
 
-from tf_causalnl import distributions, losses, networks
-from tf_causalnl.callbacks import ForgetRateMixin
+from tf_causalnl import distributions, losses, networks, validation
+from tf_causalnl.forget_rate import ForgetRateMixin
 from tf_causalnl.wrapper import ClassifierWrapper, unpack_batch
 
 
@@ -49,10 +49,11 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
         L1 error averaged over the pixels) or "public_code" (the public
         PyTorch code's effective weights: MSE, co-teaching divided by the kept
         count again, the KL summed over the batch). See docs/OBJECTIVE.md.
-      reconstruction_error, reconstruction_pixels, detach_reconstruction:
-        replace one field of the objective's `losses.Weighting` ("l1" or
-        "mse"; "sum" or "mean"; whether p(Y~|Y,X) reads stop_gradient(x1));
-        None keeps the objective's own.
+      reconstruction_error, reconstruction_pixels, detach_reconstruction,
+      label_gradient: replace one field of the objective's `losses.Weighting`
+        ("l1" or "mse"; "sum" or "mean"; whether p(Y~|Y,X) reads
+        stop_gradient(x1); the share in [0, 1] of the generative networks'
+        gradient that reaches q(Y|X) through y); None keeps the objective's.
       forget_rate: co-teaching's final forget rate, typically the noise rate,
         or "auto": `fit` first estimates the noise rate from its data with
         anchor points (`tf_causalnl.transition`; no clean labels) and uses it.
@@ -83,6 +84,7 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
         reconstruction_error: str | None = None,
         reconstruction_pixels: str | None = None,
         detach_reconstruction: bool | None = None,
+        label_gradient: float | None = None,
         forget_rate: float | str = 0.2,
         ramp_epochs: int = 10,
         temperature: float = 1.0,
@@ -92,13 +94,14 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_arguments(classifier, z_dim, temperature)
+        _check_arguments(classifier, z_dim, (beta0, beta1, beta2, beta3), temperature, vae_depth, vae_width)
         self.z_dim = int(z_dim)
         self.objective = objective
         self.weighting_overrides = {
             "error": reconstruction_error,
             "pixels": reconstruction_pixels,
             "detach_reconstruction": None if detach_reconstruction is None else bool(detach_reconstruction),
+            "label_gradient": None if label_gradient is None else float(label_gradient),
         }
         self.weighting = losses.weighting(objective, **self.weighting_overrides)
         given = (beta0, beta1, beta2, beta3)
@@ -157,9 +160,10 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
         """
         logits = self.classifiers[index](x, training=training)
         y = distributions.relaxed_label_sample(logits, self.temperature, seeds[0])
-        z_mean, z_log_variance = self.latent_encoders[index]([x, y], training=training)
+        y_generative = _scale_gradient(y, self.weighting.label_gradient)
+        z_mean, z_log_variance = self.latent_encoders[index]([x, y_generative], training=training)
         z = distributions.latent_sample(z_mean, z_log_variance, seeds[1])
-        reconstruction = self.decoders[index]([z, y], training=training)
+        reconstruction = self.decoders[index]([z, y_generative], training=training)
         x1 = tf.stop_gradient(reconstruction) if self.weighting.detach_reconstruction else reconstruction
         noisy_logits = self.noisy_label_decoders[index]([x1, y], training=training)
         return losses.BranchOutputs(logits, z_mean, z_log_variance, reconstruction, noisy_logits)
@@ -225,6 +229,7 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
             "reconstruction_error": self.weighting_overrides["error"],
             "reconstruction_pixels": self.weighting_overrides["pixels"],
             "detach_reconstruction": self.weighting_overrides["detach_reconstruction"],
+            "label_gradient": self.weighting_overrides["label_gradient"],
             "forget_rate": self.forget_rate,
             "ramp_epochs": self.ramp_epochs,
             "temperature": self.temperature,
@@ -233,9 +238,20 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
         }
 
 
-def _check_arguments(classifier, z_dim, temperature) -> None:
+def _scale_gradient(tensor: tf.Tensor, scale: float) -> tf.Tensor:
+    """`tensor` in the forward pass; its gradient multiplied by `scale` in the backward one."""
+    if scale == 1.0:
+        return tensor
+    return scale * tensor + (1.0 - scale) * tf.stop_gradient(tensor)
+
+
+def _check_arguments(classifier, z_dim, betas, temperature, vae_depth, vae_width) -> None:
+    """The rules `checks.check_config` applies to the same keys under `model.`."""
     networks.check_classifier(classifier)
-    if int(z_dim) < 1:
-        raise ValueError(f"z_dim must be at least 1, got {z_dim}.")
-    if float(temperature) <= 0.0:
-        raise ValueError(f"temperature must be positive, got {temperature}.")
+    validation.check_whole(z_dim, "z_dim", 1)
+    for i, beta in enumerate(betas):
+        validation.check_number(beta, f"beta{i}", at_least=0.0, optional=True,
+                                hint="a beta weighs a term of the objective; 0 turns it off")
+    validation.check_number(temperature, "temperature", above=0.0)
+    validation.check_whole(vae_depth, "vae_depth", 1, optional=True)
+    validation.check_whole(vae_width, "vae_width", 1)

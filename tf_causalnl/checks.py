@@ -12,6 +12,11 @@ them in this order, so that a refused run trains nothing and writes nothing:
      configured networks cannot read (`check_images_for_networks`), and a
      batch larger than the training set (`check_batch_size`).
 
+The rules themselves (number ranges, arrays, labels) live in
+`tf_causalnl.validation`, which the models' constructors and `fit()` apply
+too, so that the config path and the Python API refuse the same input with
+the same message.
+
 Missing or corrupt dataset files are refused by the loaders themselves
 (`data.load_fashion_mnist`, `data.read_idx`, `clothing1m.load`), with the
 command that installs or reinstalls them. docs/ERRORS.md lists every error.
@@ -28,7 +33,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import ml_collections
 
 from tf_causalnl import config as config_lib
-from tf_causalnl import data, losses, networks, noise, transition
+from tf_causalnl import data, losses, networks, noise, transition, validation
 
 #: Sections a config may hold beyond `base_config()`'s, and where they are read.
 OPTIONAL_SECTIONS = {"grid": "tf_causalnl.grid", "moons": "tf_causalnl.moons",
@@ -56,6 +61,9 @@ _AT_LEAST = {
 
 #: Number keys that must be above zero.
 _POSITIVE = ("model.temperature", "model.mixup_alpha", "train.learning_rate")
+
+#: The objective's weights: numbers of at least 0, or None (the objective's own).
+_BETAS = ("model.beta0", "model.beta1", "model.beta2", "model.beta3")
 
 #: Classifiers that read vectors (N, D) as well as images; the others are
 #: convolutional and need images (H, W, C).
@@ -119,17 +127,17 @@ def _check_ranges(config: ml_collections.ConfigDict) -> None:
     noise.check_std(config.noise.std, "noise.std")
     transition.check_forget_rate(config.model.forget_rate, "model.forget_rate")
     for key, minimum in _AT_LEAST.items():
-        value = _lookup(config, key)
         optional = key == "model.vae_depth"  # None: chosen from the image size
-        if not (optional and value is None) and not _at_least(value, minimum):
-            raise ValueError(
-                f"{key} must be a whole number of at least {minimum}{' or None' if optional else ''}, "
-                f"got {value!r}; set it with --config.{key}=N (the default is "
-                f"{_lookup(config_lib.base_config(), key)}).")
+        validation.check_whole(_lookup(config, key), key, minimum, optional=optional,
+                               hint=f"set it with --config.{key}=N (the default is "
+                                    f"{_lookup(config_lib.base_config(), key)})")
     for key in _POSITIVE:
-        value = _lookup(config, key)
-        if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and value > 0):
-            raise ValueError(f"{key} must be a number above 0, got {value!r}.")
+        validation.check_number(_lookup(config, key), key, above=0.0)
+    for key in _BETAS:  # None: the objective's own
+        validation.check_number(_lookup(config, key), key, at_least=0.0, optional=True,
+                                hint="a beta weighs a term of the objective; 0 turns it off")
+    validation.check_number(_lookup(config, "model.label_gradient"), "model.label_gradient", at_least=0.0,
+                            at_most=1.0, optional=True, hint="None keeps the objective's (1)")
 
 
 def check_choice(what: str, key: str, value: Any, valid: Iterable[str]) -> None:
@@ -185,7 +193,7 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     new = _plain(config)
     differences = config_differences(stored, new, ignore=RESUMABLE_KEYS + ("train.epochs",))
     old_epochs, new_epochs = _lookup(stored, "train.epochs"), _lookup(new, "train.epochs")
-    if old_epochs != new_epochs and not (_at_least(old_epochs, 1) and _at_least(new_epochs, old_epochs)):
+    if old_epochs != new_epochs and not (validation.is_whole(old_epochs, 1) and validation.is_whole(new_epochs, old_epochs)):
         differences = sorted([*differences, "train.epochs"])
     if differences:
         details = "; ".join(f"{key}: {_lookup(stored, key)!r} in config.json, {_lookup(new, key)!r} now"
@@ -339,7 +347,7 @@ def check_batch_size(batch_size: int, num_examples: int | None, num_replicas: in
         the last incomplete batch, so an epoch would have no batch), or not a
         multiple of `num_replicas`.
     """
-    if not _at_least(batch_size, 1):
+    if not validation.is_whole(batch_size, 1):
         raise ValueError(f"train.batch_size must be a whole number of at least 1, got {batch_size!r}.")
     if num_examples is not None and batch_size > num_examples:
         raise ValueError(
@@ -395,11 +403,6 @@ def _check_keys(config, reference, path: str = "") -> None:
         raise ValueError(
             f"{section} lacks the keys {', '.join(missing)}; build configs from "
             "tf_causalnl.config.base_config() so that every key is set.")
-
-
-def _at_least(value, minimum) -> bool:
-    """Whether `value` is an integer (not a bool) of at least `minimum`."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
 
 
 def _lookup(config, key: str):

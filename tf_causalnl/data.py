@@ -23,6 +23,8 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from tf_causalnl import validation
+
 _log = logging.getLogger(__name__)
 
 DEFAULT_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -202,27 +204,10 @@ def load_tfds(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
                    num_classes=int(info.features["label"].num_classes))
 
 
-def _check_inputs(x: np.ndarray, what: str) -> np.ndarray:
-    """Adds a channel axis to (N, H, W) images; floats become float32."""
-    x = np.asarray(x)
-    if x.ndim not in (2, 3, 4):
-        raise ValueError(
-            f"{what} has rank {x.ndim} (shape {x.shape}); expected (N, D) "
-            "vectors, (N, H, W) or (N, H, W, C) images.")
-    if np.issubdtype(x.dtype, np.floating):
+def _as_model_inputs(x: np.ndarray) -> np.ndarray:
+    """Checked inputs as the pipelines hold them: (N, H, W) images gain a channel axis, floats become float32."""
+    if np.issubdtype(x.dtype, np.floating) or x.ndim == 2:
         x = x.astype(np.float32, copy=False)
-        finite = np.isfinite(x).all(axis=tuple(range(1, x.ndim)))
-        if not finite.all():
-            bad = np.flatnonzero(~finite)
-            raise ValueError(
-                f"{what} contains NaN or infinite values in {len(bad):,} of its {len(x):,} "
-                f"examples (the first is example {bad[0]}); drop those examples or replace the "
-                "values (np.nan_to_num).")
-    elif x.ndim == 2:
-        x = x.astype(np.float32)
-    elif x.dtype != np.uint8:
-        raise ValueError(
-            f"{what} images have dtype {x.dtype}; pass uint8 (0-255) or float.")
     return x[..., None] if x.ndim == 3 else x
 
 
@@ -244,35 +229,22 @@ def from_arrays(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
         The dataset; (N, H, W) images gain a channel axis.
 
     Raises:
-        ValueError: Bad rank, non-finite values, mismatched shapes or counts,
-            or labels not integers in [0, num_classes).
+        ValueError: The rules of `validation.check_inputs` and
+            `validation.check_labels` (rank, no examples, non-finite values,
+            float images outside [0, 1], labels not whole numbers in
+            [0, num_classes)), or mismatched shapes or counts.
     """
-    x_train = _check_inputs(x_train, "x_train")
-    x_test = _check_inputs(x_test, "x_test")
+    x_train = _as_model_inputs(validation.check_inputs(x_train, "x_train"))
+    x_test = _as_model_inputs(validation.check_inputs(x_test, "x_test"))
     if x_train.shape[1:] != x_test.shape[1:]:
         raise ValueError(
             f"x_train examples have shape {x_train.shape[1:]} but x_test "
             f"examples have shape {x_test.shape[1:]}; give both sets the same shape.")
-    labels = {"y_train": np.asarray(y_train), "y_test": np.asarray(y_test)}
-    for (key, y), x in zip(labels.items(), (x_train, x_test)):
-        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-            raise ValueError(
-                f"{key} must be a 1-D array of integer labels, got dtype "
-                f"{y.dtype} and shape {y.shape}.")
-        if len(y) != len(x):
-            raise ValueError(
-                f"{key} has {len(y)} labels but x_{key[2:]} has {len(x)} examples; "
-                "give one label per example.")
+    labels = {key: validation.check_labels(y, key, len(x), num_classes)
+              for key, y, x in (("y_train", y_train, x_train), ("y_test", y_test, x_test))}
     if num_classes is None:
         num_classes = int(max(y.max(initial=-1) for y in labels.values())) + 1
-    for key, y in labels.items():
-        if y.size and (y.min() < 0 or y.max() >= num_classes):
-            raise ValueError(
-                f"{key} has labels in [{y.min()}, {y.max()}], outside "
-                f"[0, num_classes={num_classes}); pass the right num_classes, or map the "
-                "labels to 0..num_classes-1.")
-    return Dataset(name, x_train, labels["y_train"].astype(np.int64), x_test,
-                   labels["y_test"].astype(np.int64), num_classes=int(num_classes))
+    return Dataset(name, x_train, labels["y_train"], x_test, labels["y_test"], num_classes=int(num_classes))
 
 
 LOADERS: dict[str, Callable[..., Dataset]] = {

@@ -1,13 +1,17 @@
 """What every model here shares: it is built around a user's classifier.
 
 CausalNL and each baseline wrap a Keras classifier that returns logits; the
-mixin below gives them one `call`, one `build`, one `.keras` serialisation of
-the classifier and one pair of accuracy diagnostics; the functions read the
+mixin below gives them one `fit` (its input checked by `validation`, a
+divergence guard added), one `call`, one `build`, one `.keras` serialisation
+of the classifier and one pair of accuracy diagnostics; the functions read the
 labels of a batch the same way for all of them.
 """
 
 import keras
+import tensorflow as tf
 
+from tf_causalnl import validation
+from tf_causalnl.callbacks import TerminateOnNonFinite
 from tf_causalnl.data import to_float
 
 
@@ -20,6 +24,7 @@ def split_labels(y):
     if y is None:
         raise ValueError("Training needs labels: call fit(x, noisy_labels) or fit on (x, y) batches.")
     if isinstance(y, dict):
+        validation.label_parts(y)
         return y["noisy"], y.get("clean")
     return y, None
 
@@ -41,6 +46,20 @@ def unpack_batch(data):
     return to_float(x), labels, clean
 
 
+class _BatchCounter(keras.callbacks.Callback):
+    """Counts the epochs begun and the batches trained, so that `fit` sees data that gave none."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = self.batches = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs += 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+
 class ClassifierWrapper:
     """Mixin for `keras.Model` subclasses that keep the user's model as `self.classifier`.
 
@@ -51,6 +70,76 @@ class ClassifierWrapper:
     def _init_accuracy_trackers(self) -> None:
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.clean_accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="clean_accuracy")
+
+    def fit(self, x=None, y=None, *args, callbacks=None, validation_data=None, **kwargs):
+        """`keras.Model.fit`, after its input is checked, with a divergence guard.
+
+        Before any work: arrays (NumPy, tensors) are checked whole, a
+        `tf.data.Dataset` by its spec (`validation.check_arrays`,
+        `validation.check_dataset_spec`); the same for `validation_data`.
+        Each batch of a dataset is then checked as it is made
+        (`validation.checked_dataset`). Bad input raises a one-line
+        `ValueError` saying what is wrong and how to fix it. (Keras
+        `PyDataset`s and generators are passed on unchecked.)
+
+        Unless `callbacks` holds a `callbacks.TerminateOnNonFinite`, one is
+        added: training stops at the first non-finite loss and `fit` raises
+        `FloatingPointError` naming the terms that diverged. Pass your own
+        `TerminateOnNonFinite()` to get the History back instead and read
+        its `problem`.
+        """
+        x = self._checked_input(x, y, "x", "y")
+        if validation_data is not None:
+            validation_data = self._checked_validation(validation_data)
+        callbacks = list(callbacks or [])
+        guard = None
+        if not any(isinstance(c, TerminateOnNonFinite) for c in callbacks):
+            guard = TerminateOnNonFinite()
+            callbacks.append(guard)
+        callbacks = self._fit_callbacks(x, y, callbacks)
+        counter = _BatchCounter()
+        callbacks.append(counter)
+        try:
+            history = super().fit(x, y, *args, callbacks=callbacks, validation_data=validation_data, **kwargs)
+        except tf.errors.InvalidArgumentError as error:
+            message = validation.input_error(error)
+            if message is None:
+                raise
+            raise ValueError(message) from None
+        if guard is not None and guard.problem:
+            raise FloatingPointError(guard.problem)
+        if counter.epochs and not counter.batches:
+            raise ValueError("fit ran no training step: the data gave no batch. Give a dataset with at least "
+                             "one batch (drop_remainder=True drops a last batch smaller than the batch size).")
+        return history
+
+    def _fit_callbacks(self, x, y, callbacks: list) -> list:
+        """The callbacks `fit` runs; models with a forget rate add theirs (`ForgetRateMixin`)."""
+        return callbacks
+
+    def _checked_input(self, x, y, what: str, labels_what: str):
+        """x as `fit` passes it on: a dataset gains its batch checks; arrays are checked and kept as given."""
+        shape = tuple(self.classifier.input_shape[1:])
+        classes = int(self.classifier.output_shape[-1])
+        if isinstance(x, tf.data.Dataset):
+            if y is not None:
+                raise ValueError(f"{what} is a tf.data.Dataset, which holds the labels; leave {labels_what} unset.")
+            return validation.checked_dataset(x, num_classes=classes, input_shape=shape, what=what)
+        if not validation.is_array_like(x):  # a PyDataset, a generator, a distributed dataset
+            return x
+        validation.check_arrays(x, y, num_classes=classes, input_shape=shape, what=what,
+                                labels_what=labels_what)
+        return x
+
+    def _checked_validation(self, validation_data):
+        if isinstance(validation_data, tf.data.Dataset):
+            return self._checked_input(validation_data, None, "validation_data", "")
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("validation_data must be (x_val, y_val) or a tf.data.Dataset of (x, y) batches; "
+                             "the label-noise models take no sample weights.")
+        x, y = validation_data
+        self._checked_input(x, y, "validation_data[0]", "validation_data[1]")
+        return validation_data
 
     def build(self, input_shape=None):
         # Every network is built in __init__; nothing is created lazily, so the

@@ -17,8 +17,8 @@ functions below); `train_step` is the same for both models.
 import keras
 import tensorflow as tf
 
-from tf_causalnl import losses, networks
-from tf_causalnl.callbacks import ForgetRateMixin
+from tf_causalnl import losses, networks, validation
+from tf_causalnl.forget_rate import ForgetRateMixin
 from tf_causalnl.wrapper import ClassifierWrapper, unpack_batch
 
 #: The smallest share of the batch Decoupling divides by: the authors' code
@@ -268,8 +268,7 @@ class Decoupling(_TwoNetworks):
         seed: int = 0,
         **kwargs,
     ):
-        if not 0.0 <= float(min_update_fraction) <= 1.0:
-            raise ValueError(f"min_update_fraction must be in [0, 1], got {min_update_fraction}.")
+        validation.check_number(min_update_fraction, "min_update_fraction", at_least=0.0, at_most=1.0)
         super().__init__(classifier, seed=seed, **kwargs)
         self.min_update_fraction = float(min_update_fraction)
         self.disagreement_tracker = keras.metrics.Mean(name="disagreement")

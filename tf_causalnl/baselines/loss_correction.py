@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_causalnl import validation
 from tf_causalnl.baselines import losses
 from tf_causalnl.baselines.base import NoisyLabelClassifier
 
@@ -155,8 +156,7 @@ class TRevision(_TransitionCorrection):
     def __init__(self, classifier: keras.Model, *, transition, revision_scale: float = 5e-4,
                  seed: int = 0, **kwargs):
         super().__init__(classifier, transition=transition, seed=seed, **kwargs)
-        if not float(revision_scale) > 0.0:
-            raise ValueError(f"revision_scale must be positive, got {revision_scale}.")
+        validation.check_number(revision_scale, "revision_scale", above=0.0)
         self.revision_scale = float(revision_scale)
         self.transition_revision = self.add_weight(
             shape=(self.num_classes, self.num_classes),

@@ -4,7 +4,7 @@ import keras
 
 from tf_causalnl.baselines import losses
 from tf_causalnl.baselines.base import NoisyLabelClassifier
-from tf_causalnl.callbacks import ForgetRateMixin
+from tf_causalnl.forget_rate import ForgetRateMixin
 
 
 @keras.saving.register_keras_serializable(package="tf_causalnl")

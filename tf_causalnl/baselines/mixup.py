@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from tf_causalnl import validation
 from tf_causalnl.baselines import losses
 from tf_causalnl.baselines.base import NoisyLabelClassifier
 from tf_causalnl.wrapper import reject_sample_weight, split_labels
@@ -40,8 +41,7 @@ class Mixup(NoisyLabelClassifier):
 
     def __init__(self, classifier: keras.Model, *, alpha: float = 1.0, seed: int = 0, **kwargs):
         super().__init__(classifier, seed=seed, **kwargs)
-        if not float(alpha) > 0.0:
-            raise ValueError(f"alpha must be positive (the Beta(alpha, alpha) parameter), got {alpha}.")
+        validation.check_number(alpha, "alpha", above=0.0, hint="it is the Beta(alpha, alpha) parameter")
         self.alpha = float(alpha)
 
     def mix(self, x: tf.Tensor, labels: tf.Tensor, step: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
