@@ -57,7 +57,7 @@ def test_predict_returns_branch_one_probabilities_and_scales_uint8():
 
 def test_keras_save_and_load_give_identical_predictions(tmp_path):
     model = _model(forget_rate=0.3, beta2=1e-3, seed=7, objective="paper", reconstruction_pixels="sum",
-                   detach_reconstruction=True)
+                   detach_reconstruction=True, label_gradient=0.5)
     x, y = _data()
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     path = str(tmp_path / "model.keras")
@@ -66,7 +66,8 @@ def test_keras_save_and_load_give_identical_predictions(tmp_path):
     assert isinstance(loaded, CausalNL)
     own = lambda config: {k: v for k, v in config.items() if k != "classifier"}
     assert own(loaded.get_config()) == own(model.get_config())
-    assert loaded.weighting == model.weighting == losses.Weighting(pixels="sum", detach_reconstruction=True)
+    assert loaded.weighting == model.weighting == losses.Weighting(pixels="sum", detach_reconstruction=True,
+                                                                      label_gradient=0.5)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
@@ -94,6 +95,38 @@ def test_detach_reconstruction_stops_the_noisy_label_gradient_at_the_decoder(det
     classifier_norm = sum(float(tf.norm(g)) for g in grads[len(decoder):] if g is not None)
     assert (decoder_norm == 0.0) == detach
     assert classifier_norm > 0.0
+
+
+@pytest.mark.parametrize("share", [0.0, 0.25, 1.0])
+def test_label_gradient_scales_the_reconstruction_s_pull_on_the_classifier(share):
+    """The same forward pass; the reconstruction's gradient into q(Y|X) times `share`."""
+    x, _ = _data(8)
+    x = tf.cast(x, tf.float32) / 255.0
+    norms, reconstructions = {}, {}
+    for value in (1.0, share):
+        keras.utils.set_random_seed(5)
+        model = CausalNL(networks.build_small_cnn(SHAPE, CLASSES), z_dim=2, label_gradient=value)
+        seeds = model._step_seeds(tf.constant(0))
+        with tf.GradientTape() as tape:
+            out = model.branch(0, x, seeds[:2], True)
+            error = tf.reduce_mean(losses.reconstruction_error(x, out.reconstruction, "l1", "sum"))
+        grads = tape.gradient(error, model.classifier.trainable_variables + model.decoders[0].trainable_variables)
+        split = len(model.classifier.trainable_variables)
+        flat = lambda gs: tf.concat([tf.reshape(g, [-1]) for g in gs if g is not None], 0) if any(
+            g is not None for g in gs) else tf.zeros([1])
+        norms[value] = (flat(grads[:split]), flat(grads[split:]))
+        reconstructions[value] = out.reconstruction
+    np.testing.assert_allclose(reconstructions[share], reconstructions[1.0], rtol=1e-6, atol=1e-6)
+    classifier_full, decoder_full = norms[1.0]
+    classifier_scaled, decoder_scaled = norms[share]
+    assert float(tf.norm(classifier_full)) > 0.0
+    np.testing.assert_allclose(classifier_scaled, share * classifier_full, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(decoder_scaled, decoder_full, rtol=1e-5, atol=1e-7)
+
+
+def test_label_gradient_out_of_range_is_refused():
+    with pytest.raises(ValueError, match=r"label_gradient must be a finite number in \[0, 1\]"):
+        CausalNL(networks.build_small_cnn(SHAPE, CLASSES), label_gradient=1.5)
 
 
 def test_forget_rate_schedule_values():
@@ -189,8 +222,9 @@ def test_rejects_an_unbuilt_classifier():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"z_dim": 0}, "z_dim must be at least 1"), ({"forget_rate": 1.0}, r"forget_rate must be a number in \[0, 1\)"),
-     ({"temperature": 0.0}, "temperature must be positive")],
+    [({"z_dim": 0}, "z_dim must be a whole number of at least 1"),
+     ({"forget_rate": 1.0}, r"forget_rate must be a number in \[0, 1\)"),
+     ({"temperature": 0.0}, "temperature must be a finite number above 0")],
 )
 def test_rejects_bad_hyper_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -222,5 +256,6 @@ def test_fit_passes_exactly_one_schedule_to_keras(monkeypatch):
     mine = ForgetRateSchedule()
     model.fit(callbacks=[logger, mine])
     model.fit(callbacks=[logger])
-    assert passed[0] == [logger, mine]
-    assert isinstance(passed[1][0], ForgetRateSchedule) and passed[1][1:] == [logger]
+    schedules = [[c for c in callbacks if isinstance(c, ForgetRateSchedule)] for callbacks in passed]
+    assert passed[0][:2] == [logger, mine] and schedules[0] == [mine]
+    assert isinstance(passed[1][0], ForgetRateSchedule) and passed[1][1] is logger and len(schedules[1]) == 1

@@ -196,6 +196,8 @@ def test_each_ablation_variant_changes_only_its_own_keys(path):
                 assert value == expected, (variant, section, key)
     with pytest.raises(ValueError, match="Unknown ablation variant 'x'; choose one of"):
         load_config(path, "x")
+    other_rate = load_config(path, "elbo_kl064,0.45")
+    assert other_rate.grid.noise_rates == (0.45,) and other_rate.model.beta3 == 0.64
 
 
 def test_grid_work_directories_from_before_the_new_keys_stay_compatible(tmp_path):

@@ -158,7 +158,7 @@ def test_reconstruction_error_refuses_unknown_names():
 def test_named_objectives_and_overrides():
     assert losses.DEFAULT_OBJECTIVE == "elbo"
     assert losses.weighting() == losses.Weighting(pixels="sum", betas=losses.ELBO_BETAS)
-    assert losses.ELBO_BETAS == (0.1, 6.4, 6.4e-4, 0.01)
+    assert losses.ELBO_BETAS == (0.1, 6.4, 6.4e-4, 0.64)
     assert losses.weighting("paper").pixels == "mean"
     assert losses.weighting("paper").betas == losses.weighting("public_code").betas == (0.1, 0.1, 1e-5, 0.01)
     public = losses.weighting("public_code")

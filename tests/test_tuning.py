@@ -88,7 +88,7 @@ def test_the_space_comes_from_the_config():
     values = tuning.CausalNLHyperModel(config, _tuning_data()).declare(hp)
     assert list(values) == ["beta0", "beta1", "beta3", "z_dim", "learning_rate", "forget_rate"]
     space = {p.name: p for p in hp.space}
-    for name, low, high in (("beta0", 0.01, 1.0), ("beta3", 1e-3, 0.1), ("learning_rate", 1e-4, 1e-2),
+    for name, low, high in (("beta0", 0.01, 1.0), ("beta3", 0.064, 6.4), ("learning_rate", 1e-4, 1e-2),
                             ("z_dim", 1, 4)):
         assert (space[name].min_value, space[name].max_value, space[name].sampling) == (low, high, "log")
     assert space["forget_rate"].values == ["0.1", "0.2"]

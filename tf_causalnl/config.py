@@ -60,8 +60,8 @@ def base_config() -> ml_collections.ConfigDict:
     # docs/OBJECTIVE.md): None = "elbo" (the reconstruction summed over the
     # image), "paper" (Appendix B: averaged over the pixels) or "public_code"
     # (the public PyTorch code's effective weights). The betas weigh its terms;
-    # None = the objective's own (losses.ELBO_BETAS = 0.1, 6.4, 6.4e-4, 0.01 for
-    # "elbo"; Appendix B's 0.1, 0.1, 1e-5, 0.01 for the others). The three keys
+    # None = the objective's own (losses.ELBO_BETAS = 0.1, 6.4, 6.4e-4, 0.64 for
+    # "elbo"; Appendix B's 0.1, 0.1, 1e-5, 0.01 for the others). The four keys
     # after them replace one field of the objective each; None keeps its own.
     config.model.objective = config_dict.placeholder(str)
     config.model.beta0 = config_dict.placeholder(float)  # reconstruction
@@ -71,6 +71,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.reconstruction_error = config_dict.placeholder(str)  # "l1" or "mse"
     config.model.reconstruction_pixels = config_dict.placeholder(str)  # "sum" or "mean"
     config.model.detach_reconstruction = config_dict.placeholder(bool)
+    config.model.label_gradient = config_dict.placeholder(float)  # in [0, 1]
     # Co-teaching's final forget rate (CausalNL, Co-teaching, MentorNet): a
     # number, or "auto" to use the noise rate estimated from the noisy labels.
     config.model.forget_rate = config_dict.FieldReference(0.45, field_type=object)

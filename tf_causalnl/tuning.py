@@ -85,11 +85,11 @@ def tune_section() -> ml_collections.ConfigDict:
     tune.hyperband_factor = 3
     tune.space = ml_collections.ConfigDict()
     # Log ranges a decade either side of the default objective's betas
-    # (losses.ELBO_BETAS: 0.1, 6.4, 6.4e-4, 0.01).
+    # (losses.ELBO_BETAS: 0.1, 6.4, 6.4e-4, 0.64).
     tune.space.beta0 = config_range(0.01, 1.0)
     tune.space.beta1 = config_range(0.64, 64.0)
     tune.space.beta2 = config_range(6.4e-5, 6.4e-3)
-    tune.space.beta3 = config_range(1e-3, 0.1)
+    tune.space.beta3 = config_range(0.064, 6.4)
     tune.space.z_dim = config_range(1, 128)
     tune.space.learning_rate = config_range(1e-4, 1e-2)
     tune.space.forget_rate = ml_collections.FieldReference((0.3, 0.45, 0.6, transition.AUTO),
