@@ -37,6 +37,9 @@ setuptools.setup(
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["tf_causalnl", "tf_causalnl.*"]),
     install_requires=INSTALL_REQUIRES,
-    extras_require={"dev": ["pytest>=8"]},
+    # pandas: LabelIssues.to_dataframe, for users who ask for a frame (and its
+    # test). benchmark: what scripts/label_issues_benchmark.py compares with.
+    extras_require={"dev": ["pytest>=8", "pandas>=2.1,<4"],
+                    "benchmark": ["cleanlab==2.9.0", "pandas>=2.1,<4"]},
     license="Apache-2.0",
 )

@@ -9,7 +9,8 @@ Modules: `data` (datasets and tf.data pipelines), `clothing1m` (Clothing1M
 from its image files), `noise` (label-noise synthesis), `networks` (the
 sub-networks), `losses` and `distributions` (the objective), `causalnl` (the
 model), `baselines` (the eight methods of the paper's Section 4.1),
-`transition` (noise estimates from noisy labels alone), `wrapper` (what every
+`transition` (noise estimates from noisy labels alone), `label_issues`
+(which labels are wrong), `wrapper` (what every
 model shares), `callbacks`, `training` (configs to runs), `grid` (the
 benchmark table).
 """

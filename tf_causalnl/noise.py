@@ -176,6 +176,17 @@ def instance_dependent_noise(
     Raises:
         ValueError: on bad shapes or ranges, or non-finite features.
     """
+    rng, rows = _idn_rows(features, labels, num_classes, rate, std, seed, match_rate)
+    if rows is None:
+        return _check_labels(labels, num_classes)
+    cdf = np.cumsum(rows, axis=1)
+    u = rng.random(len(rows)) * cdf[:, -1]
+    return (cdf <= u[:, None]).sum(axis=1).astype(np.int64)
+
+
+def _idn_rows(features, labels, num_classes, rate, std, seed, match_rate):
+    """(rng, per-example rows) of `instance_dependent_noise`, the rng left where
+    the noisy labels are drawn from; rows is None at rate 0."""
     labels = _check_labels(labels, num_classes)
     check_rate(rate)
     check_std(std)
@@ -191,9 +202,9 @@ def instance_dependent_noise(
             f"features has {features.shape[0]} rows but labels has {labels.shape[0]}"
             " entries; pass one feature row per label."
         )
-    if rate == 0.0:
-        return labels
     rng = np.random.default_rng(seed)
+    if rate == 0.0:
+        return rng, None
     n = labels.shape[0]
     loc = flip_rate_location(rate, std) if match_rate else rate
     flip_rates = _truncated_normal(rng, loc, std, n)
@@ -203,9 +214,7 @@ def instance_dependent_noise(
     rows = idn_transition_rows(features, labels, weights, flip_rates)
     if not np.isfinite(rows).all():
         raise ValueError("noise probabilities are not finite: features hold NaN/inf.")
-    cdf = np.cumsum(rows, axis=1)
-    u = rng.random(n) * cdf[:, -1]
-    return (cdf <= u[:, None]).sum(axis=1).astype(np.int64)
+    return rng, rows
 
 
 def symmetric_noise(
@@ -330,3 +339,42 @@ def make_noisy_labels(
             features, labels, num_classes, rate, std=std, seed=seed, match_rate=match_rate
         )
     return generator(labels, num_classes, rate, seed=seed)
+
+
+def true_transition_rows(
+    noise_type: str,
+    labels: ArrayLike,
+    num_classes: int,
+    rate: float,
+    *,
+    features: ArrayLike | None = None,
+    std: float = 0.1,
+    seed: int = 0,
+    match_rate: bool = True,
+) -> np.ndarray:
+    """Each example's true noisy-label distribution P(Y~ | x_i, Y = labels[i]).
+
+    The rows `make_noisy_labels` drew from with the same arguments: the truth
+    an estimated per-example transition T(x) is scored against. For "idn"
+    row i is `idn_transition_rows` with the generator's own flip rates and
+    weights; for "symmetric" 1 - rate at the clean class and rate / (C - 1)
+    elsewhere; for "pairflip" 1 - rate at y and rate at (y + 1) % C.
+
+    Returns:
+        (N, C) float64 array; each row sums to 1.
+    """
+    if noise_type not in NOISE_TYPES:
+        raise ValueError(f"unknown noise_type {noise_type!r}; valid names are {sorted(NOISE_TYPES)}.")
+    if NOISE_TYPES[noise_type] is instance_dependent_noise:
+        _, rows = _idn_rows(features, labels, num_classes, rate, std, seed, match_rate)
+        return np.eye(num_classes)[_check_labels(labels, num_classes)] if rows is None else rows
+    labels = _check_labels(labels, num_classes)
+    check_rate(rate)
+    index = np.arange(labels.shape[0])
+    if NOISE_TYPES[noise_type] is symmetric_noise:
+        rows = np.full((labels.shape[0], num_classes), rate / (num_classes - 1))
+    else:
+        rows = np.zeros((labels.shape[0], num_classes))
+        rows[index, (labels + 1) % num_classes] = rate
+    rows[index, labels] = 1.0 - rate
+    return rows

@@ -16,6 +16,9 @@ run, each atomically (a temporary file, then a rename):
   class_samples.png      CausalNL on images: samples of p(X|Y,Z) for each
                          class Y with Z ~ N(0, I)
 
+`top_label_issues` draws label_issues.png, the likeliest wrong labels, for
+`tf_causalnl.issue_report` (`scripts/label_issues.py`).
+
 `pictures_from_workdir` does the same for a saved run (`scripts/pictures.py`).
 The numbers behind the pictures (confusion counts, per-class averages, flip
 rates, tiling images) are small pure functions, tested on their own.
@@ -33,7 +36,7 @@ import keras
 import ml_collections
 import numpy as np
 
-from tf_causalnl import data, noise
+from tf_causalnl import data, label_issues, noise
 from tf_causalnl.causalnl import CausalNL
 from tf_causalnl.checkpoints import write_atomically
 
@@ -183,12 +186,8 @@ def noisy_label_probabilities(model: CausalNL, x, classes, batch_size: int = 256
     classes = _check_classes(classes, model.num_classes, "classes")
     outputs = [np.zeros((0, model.num_classes), np.float32)]
     for start in range(0, len(classes), batch_size):
-        images = data.to_float(x[start:start + batch_size])
-        y = _one_hot(classes[start:start + batch_size], model.num_classes)
-        z_mean, _ = model.latent_encoders[0]([images, y], training=False)
-        reconstruction = model.decoders[0]([z_mean, y], training=False)
-        logits = model.noisy_label_decoders[0]([reconstruction, y], training=False)
-        outputs.append(keras.ops.convert_to_numpy(keras.ops.softmax(logits)))
+        end = start + batch_size
+        outputs.append(label_issues.transition_rows(model, x[start:end], classes[start:end]).numpy())
     return np.concatenate(outputs)
 
 
@@ -424,6 +423,31 @@ def class_samples(decoder: keras.Model, path: str, *, per_class: int = 8, seed: 
     return _save(figure, path)
 
 
+def top_label_issues(x, issues: "label_issues.LabelIssues", path: str, *, top: int = 32, per_row: int = 8,
+                 class_names=None) -> str:
+    """Writes the `top` likeliest mislabelled examples (images), likeliest first,
+    each titled with its given label, predicted clean label and score."""
+    if np.ndim(x) not in (3, 4):
+        raise ValueError("label_issues draws images; x holds vectors.")
+    names = _class_names(class_names, issues.probabilities.shape[1])
+    shown = issues.ranking[:top]
+    if not len(shown):
+        raise ValueError("label_issues needs at least one example.")
+    images = np.clip(keras.ops.convert_to_numpy(data.to_float(x[shown])), 0.0, 1.0)
+    rows = -(-len(shown) // per_row)
+    figure = _figure(1.5 * per_row, 0.6 + 1.75 * rows)
+    axes = figure.subplots(rows, per_row, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, i in zip(axes.flat, images, shown):
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0.0, vmax=1.0)
+        ax.set_title(f"#{i}: given {names[issues.given[i]]}\nlikely {names[issues.predicted[i]]}, "
+                     f"{issues.score[i]:.2f}", fontsize="x-small")
+    figure.suptitle(f"The {len(shown)} likeliest wrong labels ({issues.method}): example, given label, "
+                    "most probable clean label, score", fontsize="medium")
+    return _save(figure, path)
+
+
 # ----------------------------------------------------------------------------
 # A run's pictures.
 
@@ -540,7 +564,7 @@ def run_data(config: ml_collections.ConfigDict) -> tuple[data.Dataset, np.ndarra
     return dataset, noisy
 
 
-def _require_workdir(workdir: str) -> dict:
+def require_workdir(workdir: str) -> dict:
     """The run's config, or a clear error saying what is missing and how to make it."""
     make = f"Make one with `{_TRAIN_COMMAND.format(workdir)}`."
     if not os.path.isdir(workdir):
@@ -556,7 +580,7 @@ def _require_workdir(workdir: str) -> dict:
                          f"directory with `{_TRAIN_COMMAND.format('<new workdir>')}`.") from error
 
 
-def _load_model(workdir: str) -> keras.Model:
+def load_run_model(workdir: str) -> keras.Model:
     """model.keras, or checkpoint.keras (the last completed epoch) when training did not finish."""
     final, checkpoint = (os.path.join(workdir, n) for n in ("model.keras", "checkpoint.keras"))
     if os.path.exists(final):
@@ -602,8 +626,8 @@ def pictures_from_workdir(workdir: str) -> list[str]:
     """
     from tf_causalnl import training  # noqa: PLC0415 (training calls write_pictures)
 
-    config = ml_collections.ConfigDict(_require_workdir(workdir))
-    model = _load_model(workdir)
+    config = ml_collections.ConfigDict(require_workdir(workdir))
+    model = load_run_model(workdir)
     if config.data.name in training.FILE_DATASETS:  # Clothing1M: images stay in their files
         return training.write_pictures(workdir, model, training.file_inputs(config),
                                        int(config.get("seed", 0)))

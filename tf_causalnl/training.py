@@ -139,20 +139,23 @@ def load_noisy_data(config: ml_collections.ConfigDict) -> tuple[data.Dataset, np
     if config.data.test_size:
         dataset.x_test = dataset.x_test[: config.data.test_size]
         dataset.y_test = dataset.y_test[: config.data.test_size]
+    noisy = noise.make_noisy_labels(**_noise_arguments(config, dataset))
+    return dataset, noisy, noise.noise_report(dataset.y_train, noisy, dataset.num_classes)
+
+
+def true_transition_rows(config: ml_collections.ConfigDict, dataset: data.Dataset) -> np.ndarray:
+    """(N, C) true P(Y~ | x_i, y_i) of the run's synthetic noise on `dataset`
+    (as `load_noisy_data` returns it): what T(x) is scored against."""
+    return noise.true_transition_rows(**_noise_arguments(config, dataset))
+
+
+def _noise_arguments(config, dataset) -> dict:
     # Features for IDN: flattened pixel values times feature_scale (1.0 keeps
     # the raw 0-255 values of the public code; see noise.instance_dependent_noise).
     features = dataset.x_train.reshape(len(dataset.x_train), -1).astype(np.float32)
-    noisy = noise.make_noisy_labels(
-        config.noise.type,
-        dataset.y_train,
-        dataset.num_classes,
-        config.noise.rate,
-        features=features * config.noise.feature_scale,
-        std=config.noise.std,
-        seed=config.seed,
-        match_rate=config.noise.match_rate,
-    )
-    return dataset, noisy, noise.noise_report(dataset.y_train, noisy, dataset.num_classes)
+    return dict(noise_type=config.noise.type, labels=dataset.y_train, num_classes=dataset.num_classes,
+                rate=config.noise.rate, features=features * config.noise.feature_scale,
+                std=config.noise.std, seed=config.seed, match_rate=config.noise.match_rate)
 
 
 def _train_subset(n: int, config: ml_collections.ConfigDict) -> np.ndarray:
