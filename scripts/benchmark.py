@@ -3,10 +3,13 @@ pipeline against pre-batched in-memory tensors, and noise synthesis time.
 
     python scripts/benchmark.py [--classifier small_cnn] [--steps 40] [--repeats 3]
     python scripts/benchmark.py --check_inputs [--vae_width 16]
+    python scripts/benchmark.py --precision [--vae_width 16]
 
 `--check_inputs` measures instead what `fit()`'s per-batch input checks
 (`validation.checked_dataset`) cost on the training pipeline, for CausalNL
-and for the CE baseline (one network, where they weigh most).
+and for the CE baseline (one network, where they weigh most). `--precision`
+measures CausalNL and CE under each of Keras' policies (`train.precision`:
+float32, mixed_bfloat16, mixed_float16) on pre-batched in-memory tensors.
 
 Figures are examples per second of training (after a warm-up fit, so tracing is
 not counted), median over repeats; contenders alternate order between repeats.
@@ -31,6 +34,7 @@ _STEPS = flags.DEFINE_integer("steps", 40, "Training steps per measurement.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Measurements per contender (median reported).")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Batch size.")
 _CHECK_INPUTS = flags.DEFINE_boolean("check_inputs", False, "Only measure the cost of fit()'s per-batch input checks.")
+_PRECISION = flags.DEFINE_boolean("precision", False, "Only compare float32 with the mixed-precision policies.")
 _VAE_WIDTH = flags.DEFINE_integer("vae_width", 32, "Maps of CausalNL's first VAE conv layer (the CPU grid uses 16).")
 
 
@@ -115,6 +119,27 @@ def _check_cost(x, y, steps, repeats, batch):
               f"ex/s | checked/unchecked {rates['checked'] / rates['unchecked']:.3f}")
 
 
+def _precision_cost(in_memory, steps, repeats, batch):
+    """Examples/s of CausalNL and the CE baseline built under each policy of `networks.PRECISIONS`."""
+    makers = {
+        "CE baseline": lambda: baselines.NoisyLabelClassifier(networks.build_classifier(_CLASSIFIER.value,
+                                                                                         (28, 28, 1), 10)),
+        "CausalNL": lambda: CausalNL(networks.build_classifier(_CLASSIFIER.value, (28, 28, 1), 10),
+                                     forget_rate=0.45, vae_width=_VAE_WIDTH.value),
+    }
+    for name, make in makers.items():
+        contenders = {}
+        for precision in networks.PRECISIONS:
+            with networks.precision(precision):
+                model = make()
+            model.compile("adam")
+            contenders[precision] = (model, in_memory)
+        rates = _examples_per_second(contenders, steps, repeats, batch)
+        print(f"{name:12s} " + " | ".join(
+            f"{p} {r:7.1f} ex/s ({1000 * batch / r:.0f} ms/step, x{r / rates['float32']:.2f})"
+            for p, r in rates.items()))
+
+
 def main(argv):
     del argv
     x, y, source = _fashion_mnist()
@@ -131,6 +156,9 @@ def main(argv):
         (tf.reshape(tf.cast(x[:n], tf.float32) / 255.0, (steps, batch, 28, 28, 1)),
          tf.reshape(tf.constant(y[:n], tf.int32), (steps, batch)))
     ).cache().repeat()
+    if _PRECISION.value:
+        _precision_cost(in_memory, steps, repeats, batch)
+        return
     pipeline = data.train_dataset(x, y, batch_size=batch, seed=0).repeat()
 
     results = {}

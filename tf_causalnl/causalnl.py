@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from tf_causalnl import distributions, losses, networks, validation
 from tf_causalnl.forget_rate import ForgetRateMixin
-from tf_causalnl.wrapper import ClassifierWrapper, unpack_batch
+from tf_causalnl.wrapper import ClassifierWrapper, float32, unpack_batch
 
 
 @keras.saving.register_keras_serializable(package="tf_causalnl")
@@ -158,14 +158,15 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
         `seeds` holds two stateless seeds: for the Gumbel-softmax sample of Y
         and for the reparameterised sample of Z.
         """
-        logits = self.classifiers[index](x, training=training)
+        logits = float32(self.classifiers[index], x, training)
         y = distributions.relaxed_label_sample(logits, self.temperature, seeds[0])
         y_generative = _scale_gradient(y, self.weighting.label_gradient)
-        z_mean, z_log_variance = self.latent_encoders[index]([x, y_generative], training=training)
+        z_mean, z_log_variance = (tf.cast(t, tf.float32)
+                                  for t in self.latent_encoders[index]([x, y_generative], training=training))
         z = distributions.latent_sample(z_mean, z_log_variance, seeds[1])
-        reconstruction = self.decoders[index]([z, y_generative], training=training)
+        reconstruction = float32(self.decoders[index], [z, y_generative], training)
         x1 = tf.stop_gradient(reconstruction) if self.weighting.detach_reconstruction else reconstruction
-        noisy_logits = self.noisy_label_decoders[index]([x1, y], training=training)
+        noisy_logits = float32(self.noisy_label_decoders[index], [x1, y], training)
         return losses.BranchOutputs(logits, z_mean, z_log_variance, reconstruction, noisy_logits)
 
     def train_step(self, data):
@@ -176,7 +177,8 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
             objective = losses.causalnl_objective(
                 x, labels, branches, self.forget_rate_variable, self.betas, self.weighting
             )
-        gradients = tape.gradient(objective["loss"], self.trainable_variables)
+            scaled = self.optimizer.scale_loss(objective["loss"])  # mixed_float16's loss scale, else 1
+        gradients = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
         logs = self._update_trackers(objective, branches[0].logits, labels, clean)
         if clean is not None:
@@ -194,7 +196,7 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
         and `val_loss` means what it means for any Keras classifier.
         """
         x, labels, clean = unpack_batch(data)
-        logits = self.classifier(x, training=False)
+        logits = float32(self.classifier, x, False)
         self.loss_tracker.update_state(losses.cross_entropy(logits, labels))
         return {"loss": self.loss_tracker.result(), **self._accuracy_logs(labels, clean, logits)}
 

@@ -104,6 +104,8 @@ def _check_names(config: ml_collections.ConfigDict) -> None:
     from tf_causalnl import training  # noqa: PLC0415 (training imports this module)
 
     check_choice("strategy", "train.strategy", config.train.strategy, training.STRATEGIES)
+    if _lookup(config, "train.precision") is not None:  # None: float32
+        check_choice("precision", "train.precision", config.train.precision, networks.PRECISIONS)
     check_choice("method", "model.method", config.model.method, training.METHODS)
     check_choice("dataset", "data.name", config.data.name, {*data.LOADERS, *training.FILE_DATASETS})
     check_choice("classifier", "model.classifier", config.model.classifier, networks.CLASSIFIERS)

@@ -102,6 +102,10 @@ def base_config() -> ml_collections.ConfigDict:
     # True: tf.config.experimental.enable_op_determinism(), so that two runs of
     # the same config give identical weights (None or False: off, faster on GPUs).
     config.train.deterministic = config_dict.placeholder(bool)
+    # Keras' mixed-precision policy of every network: None or "float32",
+    # "mixed_bfloat16" or "mixed_float16" (with loss scaling); the losses are
+    # summed in float32 whatever it is (tf_causalnl.networks.PRECISIONS).
+    config.train.precision = config_dict.placeholder(str)
     config.train.verbose = 1  # Keras progress bar; 2 = one line per epoch
     return config
 

@@ -16,8 +16,9 @@ Classifiers: a small CNN, an MLP, ResNet-18/34/50 trained from scratch, and
 keras.applications' ResNet-50 with optional ImageNet weights (Clothing1M).
 """
 
+import contextlib
 import math
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import keras
 import numpy as np
@@ -409,3 +410,25 @@ def check_classifier(classifier: keras.Model) -> None:
             "the model needs logits. Use a linear output layer; the model's "
             "predict() returns the probabilities."
         )
+
+
+#: The mixed-precision policies a run may build its networks under (Keras'
+#: names); under the mixed ones the models cast every network's output to
+#: float32 before any loss (`wrapper.float32`), and Keras' compile wraps the
+#: optimizer in a LossScaleOptimizer for "mixed_float16".
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+@contextlib.contextmanager
+def precision(name: str | None) -> Iterator[None]:
+    """Builds the networks made inside under Keras' dtype policy `name` (None:
+    float32), and restores the previous global policy after."""
+    name = name or "float32"
+    if name not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {name!r}.")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)

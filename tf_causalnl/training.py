@@ -318,16 +318,18 @@ def _make_estimate(config, dataset, noisy, path, key):
 
 def build_model(config: ml_collections.ConfigDict, input_shape, num_classes: int,
                 estimate: transition.NoiseEstimate | None = None) -> keras.Model:
-    """Builds and compiles the model the config describes (call inside a strategy scope).
+    """Builds and compiles the model the config describes (call inside a strategy scope),
+    its networks under `train.precision`.
 
     `estimate` supplies the transition matrix of Forward, Reweight and
     T-Revision, and the forget rate when the config says "auto".
     """
     method = _method_class(config)
-    model = method(
-        _classifier(config, input_shape, num_classes),
-        **_model_kwargs(config, inspect.signature(method).parameters, estimate),
-    )
+    with networks.precision(config.train.get("precision")):  # every network, and the model's own policy
+        model = method(
+            _classifier(config, input_shape, num_classes),
+            **_model_kwargs(config, inspect.signature(method).parameters, estimate),
+        )
     model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate))
     return model
 

@@ -15,6 +15,16 @@ from tf_causalnl.callbacks import TerminateOnNonFinite
 from tf_causalnl.data import to_float
 
 
+def float32(network: keras.Model, inputs, training: bool) -> tf.Tensor:
+    """`network(inputs)` in float32, whatever its dtype policy computes in.
+
+    Under a mixed-precision policy ("mixed_bfloat16", "mixed_float16") the
+    networks compute in 16 bits; every loss, sample and metric here reads
+    their outputs through this cast, so the objective is summed in float32.
+    """
+    return tf.cast(network(inputs, training=training), tf.float32)
+
+
 def split_labels(y):
     """(noisy labels, clean labels or None) from integer labels or {"noisy", "clean"}.
 
@@ -162,7 +172,7 @@ class ClassifierWrapper:
         """The classifier's class probabilities (uint8 inputs are scaled to [0, 1])."""
         # Keras' cross-entropy recovers the logits behind this softmax, so
         # losses computed from the probabilities stay numerically stable.
-        return keras.activations.softmax(self.classifier(to_float(inputs), training=training))
+        return keras.activations.softmax(float32(self.classifier, to_float(inputs), training))
 
     def _accuracy_logs(self, labels, clean, predictions) -> dict:
         """Updates `accuracy` (against the given labels) and, when clean labels

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from tf_causalnl import losses, networks, validation
 from tf_causalnl.forget_rate import ForgetRateMixin
-from tf_causalnl.wrapper import ClassifierWrapper, unpack_batch
+from tf_causalnl.wrapper import ClassifierWrapper, float32, unpack_batch
 
 #: The smallest share of the batch Decoupling divides by: the authors' code
 #: (github.com/emalach/UpdateByDisagreement, train.py, `min_batch_size`)
@@ -133,19 +133,20 @@ class _TwoNetworks(ClassifierWrapper, keras.Model):
     def train_step(self, data):
         x, labels, clean = unpack_batch(data)
         with tf.GradientTape() as tape:
-            logits1 = self.classifiers[0](x, training=True)
-            logits2 = self.classifiers[1](x, training=True)
+            logits1 = float32(self.classifiers[0], x, True)
+            logits2 = float32(self.classifiers[1], x, True)
             loss1, loss2, selections = self.per_example_losses(logits1, logits2, labels)
             # Divided by the global batch: Keras sums gradients over replicas.
             loss = tf.nn.compute_average_loss(loss1 + loss2) + self._regularization()
-        gradients = tape.gradient(loss, self.trainable_variables)
+            scaled = self.optimizer.scale_loss(loss)  # mixed_float16's loss scale, else 1
+        gradients = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
         logs = self._update_trackers(loss, logits1, labels, clean)
         return {**logs, **self._selection_logs(selections, labels, clean)}
 
     def test_step(self, data):
         x, labels, clean = unpack_batch(data)
-        logits1 = self.classifiers[0](x, training=False)
+        logits1 = float32(self.classifiers[0], x, False)
         loss = tf.nn.compute_average_loss(losses.cross_entropy(logits1, labels))
         logs = self._update_trackers(loss, logits1, labels, clean)
         return {**logs, **self._evaluation_logs(x, logits1)}
@@ -289,7 +290,7 @@ class Decoupling(_TwoNetworks):
 
     def _evaluation_logs(self, x, logits1):
         self.disagreement_tracker.update_state(
-            disagreement_mask(logits1, self.classifiers[1](x, training=False))
+            disagreement_mask(logits1, float32(self.classifiers[1], x, False))
         )
         return {"disagreement": self.disagreement_tracker.result()}
 

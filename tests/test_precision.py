@@ -1,0 +1,76 @@
+"""Mixed precision: every model trains under Keras' 16-bit policies, its losses in float32."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_causalnl import checks, networks, training
+from tf_causalnl.config import base_config
+
+EAGER_WARNING = "ignore:Even though the `tf.config.experimental_run_functions_eagerly`"
+COMPUTE = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
+
+
+def _config(method, precision):
+    config = base_config()
+    config.model.method = method
+    config.model.classifier = "small_cnn"
+    config.model.z_dim = 2
+    config.model.vae_depth = 1
+    config.model.vae_width = 4
+    config.model.forget_rate = 0.3
+    config.model.ramp_epochs = 1
+    config.train.precision = precision
+    return config
+
+
+def _cases():
+    every = [(m, "mixed_bfloat16") for m in sorted(training.METHODS)]
+    # float16: CausalNL's own step (the baselines' steps apply the loss scale the same way, or are Keras').
+    return every + [("causalnl", "mixed_float16")]
+
+
+@pytest.mark.parametrize("method, precision", _cases())
+@pytest.mark.filterwarnings(EAGER_WARNING)
+def test_every_model_trains_in_16_bits_with_float32_losses(method, precision, eager):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(32, 8, 8, 1), dtype=np.uint8)
+    y = rng.integers(0, 3, size=32)
+    t = np.eye(3) * 0.8 + 0.2 / 3
+    transition = training.transition.NoiseEstimate(t, np.full(3, 1 / 3), np.full(3, 1 / 3), 0.2)
+    model = training.build_model(_config(method, precision), (8, 8, 1), 3, transition)
+    assert keras.config.dtype_policy().name == "float32"  # the build left the global policy as it was
+    assert model.classifier.layers[-1].compute_dtype == COMPUTE[precision]
+    assert all(v.dtype == "float32" for v in model.trainable_variables)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) == (precision == "mixed_float16")
+    before = [v.numpy().copy() for v in model.classifier.trainable_variables]
+    # float16's dynamic loss scale starts at 2**15 and halves on each step whose
+    # gradients overflow, skipping it: give it steps to settle.
+    epochs = 8 if precision == "mixed_float16" else 1
+    history = model.fit(x, y, batch_size=16, epochs=epochs, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    assert any(not np.array_equal(b, v.numpy()) for b, v in zip(before, model.classifier.trainable_variables))
+    probabilities = model.predict(x, verbose=0)
+    assert probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-3)
+
+
+def test_an_unknown_precision_is_refused_with_the_choices():
+    config = _config("ce", "bfloat16")
+    config.data.name = "fashion_mnist"
+    with pytest.raises(ValueError, match=r"Unknown precision 'bfloat16'; choose one of .*mixed_bfloat16"):
+        checks.check_config(config)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        with networks.precision("half"):
+            pass
+
+
+def test_the_precision_scope_restores_the_policy_even_on_error():
+    with pytest.raises(RuntimeError):
+        with networks.precision("mixed_bfloat16"):
+            assert keras.config.dtype_policy().name == "mixed_bfloat16"
+            raise RuntimeError
+    assert keras.config.dtype_policy().name == "float32"
+    layer = keras.layers.Dense(2)
+    assert layer(tf.ones((1, 2))).dtype == tf.float32
