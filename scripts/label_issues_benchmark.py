@@ -10,6 +10,8 @@ every training label by how likely it is wrong:
   - causalnl_posterior: CausalNL's P(Y != y~ | x, y~) from q(Y|X) and T(x)
     (`tf_causalnl.label_issues`); its issue set: the most probable clean
     label is not the given one;
+  - causalnl_posterior_both_branches: the same, q(Y|X) and T(x) averaged over
+    CausalNL's two branches (`both_branches=True`);
   - causalnl_q: CausalNL's q(Y|X) alone (self-confidence): the posterior
     without T(x), an ablation;
   - coteaching: Co-teaching's classifier, self-confidence;
@@ -21,7 +23,8 @@ every training label by how likely it is wrong:
 Each: AUROC and average precision of the score against "label is flipped",
 and precision, recall and F1 of the issue set. T(x): the mean total-variation
 distance between estimated and true rows P(Y~ | x, Y = clean label), for
-CausalNL's T(x), the anchor-point estimate (`tf_causalnl.transition`),
+CausalNL's T(x) (branch 1, both branches, and its class-level average over
+the predicted clean class), the anchor-point estimate (`tf_causalnl.transition`),
 cleanlab's estimated joint, and the true class-level transition (the best any
 class-level estimate can do). Noise rate: CausalNL's mean posterior, the
 anchor-point and cleanlab estimates, against the realised rate.
@@ -29,7 +32,8 @@ anchor-point and cleanlab estimates, against the realised rate.
 Models come from `--models_from` (a grid work directory with the same config,
 e.g. the CPU grid's) where it has the cell, else are trained into `--workdir`
 (resumable, as a grid). Prints one table of means and standard deviations
-over seeds; writes the per-seed rows to <workdir>/results.csv.
+over seeds; writes the per-seed rows to <workdir>/results.csv (`--report_only`
+prints the tables of that file again).
 """
 
 import copy
@@ -64,6 +68,7 @@ _MODELS_FROM = flags.DEFINE_string("models_from", "", "A grid work directory who
 _CASES = flags.DEFINE_list("cases", ["idn:0.45", "idn:0.2", "symmetric:0.4"], "noise_type:rate cases.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1"], "Seeds.")
 _FOLDS = flags.DEFINE_integer("folds", 5, "Cross-validation folds for cleanlab's CE probabilities.")
+_REPORT_ONLY = flags.DEFINE_boolean("report_only", False, "Print the tables of <workdir>/results.csv; train nothing.")
 
 QUALITY_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
@@ -163,6 +168,7 @@ def measure(base, noise_type, rate, seed) -> list[dict]:
     true_rows = training.true_transition_rows(config, dataset)
 
     posterior = label_issues.find_label_issues(causalnl, dataset.x_train, given)
+    both = label_issues.find_label_issues(causalnl, dataset.x_train, given, both_branches=True)
     own_q = label_issues.scores_from(posterior.probabilities, given, "self_confidence")
     peer = label_issues.find_label_issues(coteaching, dataset.x_train, given)
     case = os.path.join(_WORKDIR.value, "cv", f"{noise_type}-{rate:g}", f"seed{seed}")
@@ -171,6 +177,7 @@ def measure(base, noise_type, rate, seed) -> list[dict]:
 
     results = {
         "causalnl_posterior": detection(posterior.score, posterior.is_issue, flipped),
+        "causalnl_posterior_both_branches": detection(both.score, both.is_issue, flipped),
         "causalnl_q": detection(own_q.score, own_q.is_issue, flipped),
         "coteaching": detection(peer.score, peer.is_issue, flipped),
         "cleanlab_cv_ce": cleanlab_scores(given, cv, flipped),
@@ -184,6 +191,8 @@ def measure(base, noise_type, rate, seed) -> list[dict]:
     estimate = training.estimate_noise(config, dataset, given, case)
     class_level = {
         "causalnl_t_of_x": posterior.transition[np.arange(len(clean)), clean],
+        "causalnl_t_of_x_both_branches": both.transition[np.arange(len(clean)), clean],
+        "causalnl_class_level": posterior.class_transition()[clean],
         "anchor_point": estimate.transition[clean],
         "cleanlab_joint": cleanlab_transition(given, cv)[clean],
         "true_class_level": noise.transition_matrix(clean, given, dataset.num_classes)[clean],
@@ -191,6 +200,7 @@ def measure(base, noise_type, rate, seed) -> list[dict]:
     tv = {name: total_variation(rows, true_rows) for name, rows in class_level.items()}
     rates = {"realised": report.realized_rate, "causalnl_mean_posterior": posterior.noise_rate,
              "causalnl_issue_share": float(posterior.is_issue.mean()),
+             "causalnl_mean_posterior_both_branches": both.noise_rate,
              "anchor_point": float(estimate.noise_rate),
              "cleanlab_cv_ce": num_label_issues(given, cv) / len(given)}
     key = {"noise": f"{noise_type}-{rate:g}", "seed": seed}
@@ -205,6 +215,7 @@ def summary(rows) -> str:
         values = np.asarray(values, float)
         return f"{values.mean():.3f} ({values.std(ddof=1) if len(values) > 1 else 0:.3f})"
 
+    rows = _best_cleanlab(rows)
     cases = list(dict.fromkeys(r["noise"] for r in rows))
     out = []
     for kind, fields in (("detection", ("auroc", "ap", "precision", "recall", "f1")),
@@ -222,8 +233,29 @@ def summary(rows) -> str:
     return "\n".join(out)
 
 
+def _best_cleanlab(rows) -> list[dict]:
+    """The rows with cleanlab's option variants replaced, per case, by the variant
+    of the best mean AUROC (for the score) and that of the best mean F1 (for the set)."""
+    variants = [r for r in rows if "[" in r["name"]]
+    kept = [r for r in rows if "[" not in r["name"]]
+    for case in dict.fromkeys(r["noise"] for r in variants):
+        mine = [r for r in variants if r["noise"] == case]
+        names = list(dict.fromkeys(r["name"] for r in mine))
+        mean = lambda name, field: np.mean([r[field] for r in mine if r["name"] == name])  # noqa: E731
+        for field, label in (("auroc", "best score"), ("f1", "best set")):
+            best = max(names, key=lambda name: mean(name, field))
+            kept += [{**r, "name": f"cleanlab_cv_ce {label}: {best[len('cleanlab_cv_ce'):]}"}
+                     for r in mine if r["name"] == best]
+    return kept
+
+
 def main(argv):
     del argv
+    if _REPORT_ONLY.value:
+        with open(os.path.join(_WORKDIR.value, "results.csv")) as f:
+            rows = [{k: _number(v) for k, v in r.items()} for r in csv.DictReader(f)]
+        print(summary(rows))
+        return
     base = config_lib.cpu_protocol()
     rows = []
     for case in _CASES.value:
@@ -233,6 +265,13 @@ def main(argv):
             print(f"done: {case} seed {seed}", flush=True)
             _write_rows(rows)
     print(summary(rows))
+
+
+def _number(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _write_rows(rows) -> None:

@@ -76,6 +76,21 @@ def test_t_of_x_is_the_noisy_label_decoder_on_the_reconstruction_for_every_class
     np.testing.assert_allclose(issues.transition, t, rtol=1e-5, atol=1e-6)
 
 
+def test_both_branches_average_q_and_t_over_the_two_networks():
+    model = _causalnl()
+    x, given = _images(4)
+    images = tf.constant(x.astype(np.float32) / 255.0)
+    q = np.mean([tf.nn.softmax(model.classifiers[b](images)).numpy() for b in (0, 1)], axis=0)
+    t = np.mean([label_issues.transition(model, x, b).numpy() for b in (0, 1)], axis=0)
+    assert not np.allclose(t, label_issues.transition(model, x, 0).numpy())  # the branches differ
+    issues = label_issues.find_label_issues(model, x, given, both_branches=True)
+    np.testing.assert_allclose(issues.probabilities, q, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(issues.transition, t, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="both_branches=True needs a CausalNL"):
+        label_issues.find_label_issues(baselines.CoTeaching(networks.build_small_cnn(SHAPE, CLASSES)), x, given,
+                                       both_branches=True)
+
+
 def test_a_dataset_of_batches_gives_what_the_arrays_give():
     model = _causalnl()
     x, given = _images(7)

@@ -134,26 +134,27 @@ class LabelIssues:
         return table
 
 
-def transition_rows(model: CausalNL, x: Any, classes: Any) -> tf.Tensor:
-    """p(Y~ | Y=classes[i], X=x[i]) of branch 1, fed as in training (Algorithm 1, lines 5-7).
+def transition_rows(model: CausalNL, x: Any, classes: Any, branch: int = 0) -> tf.Tensor:
+    """p(Y~ | Y=classes[i], X=x[i]) of a branch (0: branch 1, the one `predict`
+    uses), fed as in training (Algorithm 1, lines 5-7).
 
     The noisy-label decoder reads the reconstruction decoder(z, y), with z
     the mean of q(Z | X=x, Y=y) and y one-hot. Returns (B, C) probabilities.
     """
     images = data.to_float(x)
     y = tf.one_hot(tf.cast(classes, tf.int32), model.num_classes)
-    z_mean, _ = model.latent_encoders[0]([images, y], training=False)
-    reconstruction = model.decoders[0]([z_mean, y], training=False)
-    return tf.nn.softmax(model.noisy_label_decoders[0]([reconstruction, y], training=False))
+    z_mean, _ = model.latent_encoders[branch]([images, y], training=False)
+    reconstruction = model.decoders[branch]([z_mean, y], training=False)
+    return tf.nn.softmax(model.noisy_label_decoders[branch]([reconstruction, y], training=False))
 
 
-def transition(model: CausalNL, x: Any) -> tf.Tensor:
+def transition(model: CausalNL, x: Any, branch: int = 0) -> tf.Tensor:
     """T(x) of a batch: (B, C, C), entry [b, y, y~] = p(Y~=y~ | Y=y, X=x[b])."""
     images = data.to_float(x)
     batch, classes = tf.shape(images)[0], model.num_classes
     tiled = tf.repeat(images, classes, axis=0)  # Example b's C copies are rows bC .. bC + C - 1.
     every_class = tf.tile(tf.range(classes), [batch])
-    return tf.reshape(transition_rows(model, tiled, every_class), (batch, classes, classes))
+    return tf.reshape(transition_rows(model, tiled, every_class, branch), (batch, classes, classes))
 
 
 def find_label_issues(
@@ -162,6 +163,7 @@ def find_label_issues(
     labels: Any = None,
     *,
     score: str | None = None,
+    both_branches: bool = False,
     batch_size: int = 256,
     verbose: int | str = "auto",
 ) -> LabelIssues:
@@ -177,6 +179,9 @@ def find_label_issues(
         is wrong, from q(Y|X) and T(x)), "self_confidence" or
         "normalized_margin" (from the classifier alone, as cleanlab defines
         them). None: "posterior" for CausalNL, else "self_confidence".
+      both_branches: CausalNL only: average q(Y|X) and T(x) over its two
+        branches (an ensemble of the two networks co-teaching trained)
+        instead of branch 1's alone, which `predict` uses.
       batch_size: examples per batch, for arrays.
       verbose: 0 (silent), 1 (a progress bar), or "auto" (a bar from
         `PROGRESS_FROM` examples, or for a dataset of unknown size never).
@@ -195,12 +200,15 @@ def find_label_issues(
     if score == "posterior" and not is_causalnl:
         raise ValueError(f'score="posterior" needs a CausalNL (it reads T(x)); a {type(model).__name__} '
                          'has a classifier only: use score="self_confidence" or "normalized_margin".')
+    if both_branches and not is_causalnl:
+        raise ValueError(f"both_branches=True needs a CausalNL; a {type(model).__name__} has one classifier "
+                         "to score with.")
     validation.check_whole(batch_size, "batch_size", 1)
     batches, total = _batches(model, x, labels, batch_size)
     show = verbose == 1 or (verbose == "auto" and total is not None and total >= PROGRESS_FROM)
     progress = keras.utils.Progbar(total, unit_name="example") if show else None
 
-    compute = _compute_function(model, score == "posterior")
+    compute = _compute_function(model, score == "posterior", 2 if both_branches else 1)
     given, probabilities, transitions = [], [], []
     try:
         for images, noisy in batches:
@@ -248,11 +256,18 @@ def scores_from(probabilities: np.ndarray, given: np.ndarray, score: str,
                        transition_matrices if score == "posterior" else None)
 
 
-def _compute_function(model, with_transition: bool):
-    """A traced batch -> (q(Y|x), T(x) if asked) of `model`, one trace per batch shape."""
+def _compute_function(model, with_transition: bool, branches: int):
+    """A traced batch -> (q(Y|x), T(x) if asked) of `model`, averaged over its
+    first `branches` branches; one trace per batch shape."""
     def compute(images):
-        probabilities = model(data.to_float(images), training=False)
-        return (probabilities, transition(model, images)) if with_transition else (probabilities,)
+        if branches == 1:
+            probabilities = model(data.to_float(images), training=False)
+        else:
+            probabilities = tf.add_n([tf.nn.softmax(model.classifiers[b](data.to_float(images), training=False))
+                                      for b in range(branches)]) / branches
+        if not with_transition:
+            return (probabilities,)
+        return probabilities, tf.add_n([transition(model, images, b) for b in range(branches)]) / branches
     return tf.function(compute, reduce_retracing=True)
 
 
