@@ -4,12 +4,16 @@ pipeline against pre-batched in-memory tensors, and noise synthesis time.
     python scripts/benchmark.py [--classifier small_cnn] [--steps 40] [--repeats 3]
     python scripts/benchmark.py --check_inputs [--vae_width 16]
     python scripts/benchmark.py --precision [--vae_width 16]
+    python scripts/benchmark.py --profile [--vae_width 16]
 
 `--check_inputs` measures instead what `fit()`'s per-batch input checks
 (`validation.checked_dataset`) cost on the training pipeline, for CausalNL
 and for the CE baseline (one network, where they weigh most). `--precision`
 measures CausalNL and CE under each of Keras' policies (`train.precision`:
 float32, mixed_bfloat16, mixed_float16) on pre-batched in-memory tensors.
+`--profile` times each of CausalNL's eight networks alone, forward and
+forward + backward (the gradient of its output's sum), on a batch of
+FashionMNIST shapes, beside one whole training step.
 
 Figures are examples per second of training (after a warm-up fit, so tracing is
 not counted), median over repeats; contenders alternate order between repeats.
@@ -35,6 +39,7 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Measurements per contender (media
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Batch size.")
 _CHECK_INPUTS = flags.DEFINE_boolean("check_inputs", False, "Only measure the cost of fit()'s per-batch input checks.")
 _PRECISION = flags.DEFINE_boolean("precision", False, "Only compare float32 with the mixed-precision policies.")
+_PROFILE = flags.DEFINE_boolean("profile", False, "Only time CausalNL's step network by network.")
 _VAE_WIDTH = flags.DEFINE_integer("vae_width", 32, "Maps of CausalNL's first VAE conv layer (the CPU grid uses 16).")
 
 
@@ -140,6 +145,53 @@ def _precision_cost(in_memory, steps, repeats, batch):
             for p, r in rates.items()))
 
 
+def _median_ms(function, repeats: int) -> float:
+    function()  # trace and warm up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def _profile(x, y, steps, repeats, batch):
+    """Milliseconds per call of each network of branch 1 (branch 2 is the same), forward
+    and forward + backward, and of one whole CausalNL training step."""
+    model = CausalNL(networks.build_classifier(_CLASSIFIER.value, (28, 28, 1), 10), forget_rate=0.45,
+                     vae_width=_VAE_WIDTH.value)
+    model.compile("adam")
+    images = tf.cast(x[:batch], tf.float32) / 255.0
+    y_soft = tf.one_hot(y[:batch], 10)
+    z = tf.random.normal((batch, model.z_dim))
+    parts = {
+        "classifier q(Y|X)": (model.classifiers[0], images),
+        "latent encoder q(Z|X,Y)": (model.latent_encoders[0], [images, y_soft]),
+        "decoder p(X|Y,Z)": (model.decoders[0], [z, y_soft]),
+        "noisy-label decoder p(Y~|Y,X)": (model.noisy_label_decoders[0], [images, y_soft]),
+    }
+    total_forward = total_both = 0.0
+    for name, (network, inputs) in parts.items():
+        forward = tf.function(lambda n=network, i=inputs: n(i, training=True))
+
+        @tf.function
+        def both(n=network, i=inputs):
+            with tf.GradientTape() as tape:
+                outputs = n(i, training=True)
+                total = tf.add_n([tf.reduce_sum(o) for o in tf.nest.flatten(outputs)])
+            return tape.gradient(total, n.trainable_variables)
+
+        ms_forward = _median_ms(lambda f=forward: [t.numpy() for t in tf.nest.flatten(f())], repeats * steps)
+        ms_both = _median_ms(lambda f=both: [t.numpy() for t in f()], repeats * steps)
+        total_forward, total_both = total_forward + ms_forward, total_both + ms_both
+        print(f"{name:30s} forward {ms_forward:7.1f} ms | forward + backward {ms_both:7.1f} ms")
+    print(f"{'sum of the 4 (one branch)':30s} forward {total_forward:7.1f} ms | forward + backward {total_both:7.1f} ms;"
+          f" x2 branches {2 * total_both:.1f} ms")
+    dataset = tf.data.Dataset.from_tensors((images, tf.constant(y[:batch], tf.int32))).repeat()
+    rate = _examples_per_second({"CausalNL": (model, dataset)}, steps, repeats, batch)["CausalNL"]
+    print(f"{'whole training step (fit)':30s} {1000 * batch / rate:7.1f} ms ({rate:.1f} ex/s)")
+
+
 def main(argv):
     del argv
     x, y, source = _fashion_mnist()
@@ -149,6 +201,9 @@ def main(argv):
           f"TF {tf.__version__}, Keras {keras.__version__}")
     if _CHECK_INPUTS.value:
         _check_cost(x, y, steps, repeats, batch)
+        return
+    if _PROFILE.value:
+        _profile(x, y, steps, repeats, batch)
         return
 
     n = steps * batch
