@@ -1,4 +1,4 @@
-"""Mixed precision: every model trains under Keras' 16-bit policies, its losses in float32."""
+"""Mixed precision and XLA: every model trains under Keras' 16-bit policies (losses in float32), and with jit_compile."""
 
 import keras
 import numpy as np
@@ -74,3 +74,23 @@ def test_the_precision_scope_restores_the_policy_even_on_error():
     assert keras.config.dtype_policy().name == "float32"
     layer = keras.layers.Dense(2)
     assert layer(tf.ones((1, 2))).dtype == tf.float32
+
+
+@pytest.mark.parametrize("method", ["causalnl", "coteaching"])
+def test_jit_compile_reaches_the_model_and_trains(method):
+    config = _config(method, None)
+    config.train.jit_compile = True
+    model = training.build_model(config, (8, 8, 1), 3)
+    assert model.jit_compile
+    rng = np.random.default_rng(0)
+    history = model.fit(rng.integers(0, 256, size=(32, 8, 8, 1), dtype=np.uint8), rng.integers(0, 3, size=32),
+                        batch_size=16, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    assert not training.build_model(_config(method, None), (8, 8, 1), 3).jit_compile  # off by default
+
+
+def test_mixup_refuses_xla_with_the_reason():
+    config = _config("mixup", None)
+    config.train.jit_compile = True
+    with pytest.raises(ValueError, match="Mixup cannot train under XLA"):
+        training.build_model(config, (8, 8, 1), 3)

@@ -106,6 +106,10 @@ def base_config() -> ml_collections.ConfigDict:
     # "mixed_bfloat16" or "mixed_float16" (with loss scaling); the losses are
     # summed in float32 whatever it is (tf_causalnl.networks.PRECISIONS).
     config.train.precision = config_dict.placeholder(str)
+    # XLA for the train step (Keras' compile(jit_compile=...)): None or False
+    # off, as Keras leaves it on CPU-only machines; True for GPUs. Mixup
+    # refuses it (its gamma sampler has no XLA kernel).
+    config.train.jit_compile = config_dict.placeholder(bool)
     config.train.verbose = 1  # Keras progress bar; 2 = one line per epoch
     return config
 

@@ -330,7 +330,8 @@ def build_model(config: ml_collections.ConfigDict, input_shape, num_classes: int
             _classifier(config, input_shape, num_classes),
             **_model_kwargs(config, inspect.signature(method).parameters, estimate),
         )
-    model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate))
+    model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate),
+                  jit_compile=bool(config.train.get("jit_compile")))
     return model
 
 

@@ -44,6 +44,16 @@ class Mixup(NoisyLabelClassifier):
         validation.check_number(alpha, "alpha", above=0.0, hint="it is the Beta(alpha, alpha) parameter")
         self.alpha = float(alpha)
 
+    def compile(self, optimizer="rmsprop", jit_compile="auto", **kwargs):
+        """`ClassifierWrapper.compile`; XLA is refused: its Beta(alpha, alpha) draw
+        (`tf.random.stateless_gamma`) has no XLA kernel on the CPU."""
+        if jit_compile is True:
+            raise ValueError("Mixup cannot train under XLA (jit_compile=True): TensorFlow's stateless gamma "
+                             "sampler, which draws its mixing weight, has no XLA kernel. Leave jit_compile "
+                             "unset or False.")
+        super().compile(optimizer=optimizer, jit_compile=False if jit_compile == "auto" else jit_compile,
+                        **kwargs)
+
     def mix(self, x: tf.Tensor, labels: tf.Tensor, step: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """The mixed batch of training step `step`.
 
