@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from tf_causalnl import data, validation
 from tf_causalnl.causalnl import CausalNL
+from tf_causalnl.wrapper import float32
 
 #: The scores `find_label_issues` computes; "posterior" needs a CausalNL.
 SCORES = ("posterior", "self_confidence", "normalized_margin")
@@ -145,7 +146,7 @@ def transition_rows(model: CausalNL, x: Any, classes: Any, branch: int = 0) -> t
     y = tf.one_hot(tf.cast(classes, tf.int32), model.num_classes)
     z_mean, _ = model.latent_encoders[branch]([images, y], training=False)
     reconstruction = model.decoders[branch]([z_mean, y], training=False)
-    return tf.nn.softmax(model.noisy_label_decoders[branch]([reconstruction, y], training=False))
+    return tf.nn.softmax(float32(model.noisy_label_decoders[branch], [reconstruction, y], False))
 
 
 def transition(model: CausalNL, x: Any, branch: int = 0) -> tf.Tensor:
@@ -263,7 +264,7 @@ def _compute_function(model, with_transition: bool, branches: int):
         if branches == 1:
             probabilities = model(data.to_float(images), training=False)
         else:
-            probabilities = tf.add_n([tf.nn.softmax(model.classifiers[b](data.to_float(images), training=False))
+            probabilities = tf.add_n([tf.nn.softmax(float32(model.classifiers[b], data.to_float(images), False))
                                       for b in range(branches)]) / branches
         if not with_transition:
             return (probabilities,)
