@@ -76,7 +76,7 @@ def test_the_precision_scope_restores_the_policy_even_on_error():
     assert layer(tf.ones((1, 2))).dtype == tf.float32
 
 
-@pytest.mark.parametrize("method", ["causalnl", "coteaching"])
+@pytest.mark.parametrize("method", ["causalnl"])
 def test_jit_compile_reaches_the_model_and_trains(method):
     config = _config(method, None)
     config.train.jit_compile = True
