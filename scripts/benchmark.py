@@ -87,6 +87,15 @@ def _examples_per_second(contenders, steps, repeats, batch_size, fit=None):
     return {name: float(np.median(r)) for name, r in rates.items()}
 
 
+def _wrapped_models():
+    """name -> a maker of the CE baseline and of CausalNL, both through the library's fit."""
+    def classifier():
+        return networks.build_classifier(_CLASSIFIER.value, (28, 28, 1), 10)
+
+    return {"CE baseline": lambda: baselines.NoisyLabelClassifier(classifier()),
+            "CausalNL": lambda: CausalNL(classifier(), forget_rate=0.45, vae_width=_VAE_WIDTH.value)}
+
+
 def _check_cost(x, y, steps, repeats, batch):
     """Examples/s on the training pipeline with and without fit()'s per-batch checks.
 
@@ -108,13 +117,7 @@ def _check_cost(x, y, steps, repeats, batch):
     alone = {name: float(np.median(r)) for name, r in alone.items()}
     print(f"{'pipeline':12s} alone     unchecked {alone['unchecked']:8.1f} ex/s | checked {alone['checked']:8.1f} "
           f"ex/s | checked/unchecked {alone['checked'] / alone['unchecked']:.3f}")
-    makers = {
-        "CE baseline": lambda: baselines.NoisyLabelClassifier(networks.build_classifier(_CLASSIFIER.value,
-                                                                                         (28, 28, 1), 10)),
-        "CausalNL": lambda: CausalNL(networks.build_classifier(_CLASSIFIER.value, (28, 28, 1), 10),
-                                     forget_rate=0.45, vae_width=_VAE_WIDTH.value),
-    }
-    for name, make in makers.items():
+    for name, make in _wrapped_models().items():
         models = [make(), make()]
         for model in models:
             model.compile("adam")
@@ -126,13 +129,7 @@ def _check_cost(x, y, steps, repeats, batch):
 
 def _precision_cost(in_memory, steps, repeats, batch):
     """Examples/s of CausalNL and the CE baseline built under each policy of `networks.PRECISIONS`."""
-    makers = {
-        "CE baseline": lambda: baselines.NoisyLabelClassifier(networks.build_classifier(_CLASSIFIER.value,
-                                                                                         (28, 28, 1), 10)),
-        "CausalNL": lambda: CausalNL(networks.build_classifier(_CLASSIFIER.value, (28, 28, 1), 10),
-                                     forget_rate=0.45, vae_width=_VAE_WIDTH.value),
-    }
-    for name, make in makers.items():
+    for name, make in _wrapped_models().items():
         contenders = {}
         for precision in networks.PRECISIONS:
             with networks.precision(precision):
