@@ -10,7 +10,7 @@ per seed, so that their accuracies compare seed by seed:
              paper_beta1_x64 paper_x64_detach paper_sum_x64 paper_sum_x8 \\
              elbo_kl001 elbo_kl001_mean elbo_kl001_detach elbo_kl001_z25 \\
              elbo_kl001_beta1_paper elbo_kl001_label_gradient elbo_kl001_no_label_gradient \\
-             elbo_kl016 elbo_kl064; do
+             elbo_kl016 elbo_kl064 default_beta1_paper default_no_label_gradient; do
       python scripts/grid.py --config configs/fmnist_ablation_cpu.py:$v \\
           --workdir runs/fmnist_ablation_cpu/$v
     done
@@ -69,6 +69,10 @@ VARIANTS = {
     # The KL of Z at x16 and x64 Appendix B's (as in paper_x64): a narrower Z.
     "elbo_kl016": {"model.beta3": 0.16},
     "elbo_kl064": {"model.beta3": 0.64},
+    # One change each to the default, for the loss at low noise (IDN-20%): the
+    # noisy-label and entropy terms at Appendix B's weights, and y's gradient cut.
+    "default_beta1_paper": {"model.beta1": 0.1, "model.beta2": 1e-5},
+    "default_no_label_gradient": {"model.label_gradient": 0.0},
 }
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_causalnl import checks, networks, training
+from tf_causalnl import CausalNL, baselines, checks, networks, training
 from tf_causalnl.config import base_config
 
 EAGER_WARNING = "ignore:Even though the `tf.config.experimental_run_functions_eagerly`"
@@ -94,3 +94,55 @@ def test_mixup_refuses_xla_with_the_reason():
     config.train.jit_compile = True
     with pytest.raises(ValueError, match="Mixup cannot train under XLA"):
         training.build_model(config, (8, 8, 1), 3)
+
+
+def _small_cnn():
+    return networks.build_small_cnn((8, 8, 1), 3)
+
+
+def test_the_dtype_argument_builds_causalnls_networks_under_it_and_survives_saving(tmp_path):
+    with networks.precision("mixed_bfloat16"):
+        classifier = _small_cnn()
+    model = CausalNL(classifier, z_dim=2, vae_depth=1, vae_width=4, forget_rate=0.3, ramp_epochs=1,
+                     dtype="mixed_bfloat16")
+    assert keras.config.dtype_policy().name == "float32"  # no global state was touched
+    networks_built = [*model.classifiers, *model.latent_encoders, *model.decoders, *model.noisy_label_decoders]
+    assert [n.layers[-1].compute_dtype for n in networks_built] == ["bfloat16"] * 8
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(32, 8, 8, 1), dtype=np.uint8)
+    history = model.fit(x, rng.integers(0, 3, size=32), batch_size=16, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.dtype_policy.name == "mixed_bfloat16"
+    assert loaded.decoders[0].layers[-1].compute_dtype == "bfloat16"
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_a_float32_model_saved_and_loaded_under_a_16_bit_global_policy_stays_float32(tmp_path):
+    model = CausalNL(_small_cnn(), z_dim=2, vae_depth=1, vae_width=4)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    with networks.precision("mixed_bfloat16"):
+        loaded = keras.saving.load_model(path)
+    assert loaded.decoders[0].layers[-1].compute_dtype == "float32"
+
+
+def test_a_dtype_the_classifier_was_not_built_under_is_refused_with_the_fix():
+    for method in (CausalNL, baselines.CoTeaching, baselines.NoisyLabelClassifier):
+        with pytest.raises(ValueError, match=r"dtype='mixed_bfloat16', but the classifier was built under "
+                                             r"'float32': build it under the same policy"):
+            method(_small_cnn(), dtype="mixed_bfloat16")
+    with pytest.raises(ValueError, match=r"dtype must be one of .* got 'half'"):
+        baselines.NoisyLabelClassifier(_small_cnn(), dtype="half")
+
+
+def test_dtype_mixed_float16_gets_loss_scaling_for_the_baselines_too():
+    with networks.precision("mixed_float16"):
+        classifier = _small_cnn()
+    model = baselines.CoTeaching(classifier, forget_rate=0.2, dtype="mixed_float16")
+    assert model.classifiers[1].layers[-1].compute_dtype == "float16"
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)

@@ -69,6 +69,12 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
         function of (seed, step) and of the example's place in the global
         batch, so a resumed run replays it and one step on several devices
         draws what it draws on one.
+      **kwargs: `keras.Model`'s, among them `dtype`: a mixed-precision policy
+        (`networks.PRECISIONS`: "float32", "mixed_bfloat16",
+        "mixed_float16") for the networks the model builds; the classifier
+        must have been built under the same one. Unset, they follow Keras'
+        global policy. Every loss is summed in float32 either way, and
+        `compile` adds loss scaling for "mixed_float16".
     """
 
     def __init__(
@@ -93,8 +99,9 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
         seed: int = 0,
         **kwargs,
     ):
+        _check_arguments(classifier, z_dim, (beta0, beta1, beta2, beta3), temperature, vae_depth, vae_width,
+                         kwargs.get("dtype"))
         super().__init__(**kwargs)
-        _check_arguments(classifier, z_dim, (beta0, beta1, beta2, beta3), temperature, vae_depth, vae_width)
         self.z_dim = int(z_dim)
         self.objective = objective
         self.weighting_overrides = {
@@ -115,18 +122,21 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
         shape = tuple(classifier.input_shape[1:])
         self.num_classes = int(classifier.output_shape[-1])
         self.classifiers = [classifier, networks.fresh_clone(classifier, "CausalNL")]
-        self.latent_encoders = [
-            networks.build_latent_encoder(shape, self.num_classes, z_dim, vae_depth, width=vae_width, name=f"latent_encoder_{i}")
-            for i in (1, 2)
-        ]
-        self.decoders = [
-            networks.build_decoder(shape, self.num_classes, z_dim, vae_depth, width=vae_width, name=f"decoder_{i}")
-            for i in (1, 2)
-        ]
-        self.noisy_label_decoders = [
-            networks.build_noisy_label_decoder(shape, self.num_classes, vae_depth, width=vae_width, name=f"noisy_label_decoder_{i}")
-            for i in (1, 2)
-        ]
+        with networks.model_precision(kwargs.get("dtype")):
+            self.latent_encoders = [
+                networks.build_latent_encoder(shape, self.num_classes, z_dim, vae_depth, width=vae_width,
+                                              name=f"latent_encoder_{i}")
+                for i in (1, 2)
+            ]
+            self.decoders = [
+                networks.build_decoder(shape, self.num_classes, z_dim, vae_depth, width=vae_width, name=f"decoder_{i}")
+                for i in (1, 2)
+            ]
+            self.noisy_label_decoders = [
+                networks.build_noisy_label_decoder(shape, self.num_classes, vae_depth, width=vae_width,
+                                                   name=f"noisy_label_decoder_{i}")
+                for i in (1, 2)
+            ]
         mean = keras.metrics.Mean
         self.loss_tracker = mean(name="loss")
         self.term_trackers = {
@@ -247,9 +257,9 @@ def _scale_gradient(tensor: tf.Tensor, scale: float) -> tf.Tensor:
     return scale * tensor + (1.0 - scale) * tf.stop_gradient(tensor)
 
 
-def _check_arguments(classifier, z_dim, betas, temperature, vae_depth, vae_width) -> None:
+def _check_arguments(classifier, z_dim, betas, temperature, vae_depth, vae_width, dtype) -> None:
     """The rules `checks.check_config` applies to the same keys under `model.`."""
-    networks.check_classifier(classifier)
+    networks.check_classifier(classifier, dtype)
     validation.check_whole(z_dim, "z_dim", 1)
     for i, beta in enumerate(betas):
         validation.check_number(beta, f"beta{i}", at_least=0.0, optional=True,

@@ -393,8 +393,10 @@ def fresh_clone(classifier: keras.Model, method: str) -> keras.Model:
     return clone
 
 
-def check_classifier(classifier: keras.Model) -> None:
-    """Raises a clear error unless `classifier` is a built Keras model ending in logits."""
+def check_classifier(classifier: keras.Model, dtype=None) -> None:
+    """Raises a clear error unless `classifier` is a built Keras model ending in
+    logits, computing under the policy `dtype` when one is given (a model's
+    constructor argument: a name in `PRECISIONS` or a `keras.DTypePolicy`)."""
     if not isinstance(classifier, keras.Model):
         raise TypeError(f"classifier must be a keras.Model, got {type(classifier).__name__}.")
     if not classifier.built:
@@ -410,6 +412,14 @@ def check_classifier(classifier: keras.Model) -> None:
             "the model needs logits. Use a linear output layer; the model's "
             "predict() returns the probabilities."
         )
+    if dtype is not None:
+        name = precision_name(dtype)
+        if policy_of(classifier) != name:
+            raise ValueError(
+                f"dtype={name!r}, but the classifier was built under {policy_of(classifier)!r}: "
+                f"build it under the same policy (`with tf_causalnl.networks.precision({name!r}): ...`), "
+                "or leave dtype unset to use the classifier's."
+            )
 
 
 #: The mixed-precision policies a run may build its networks under (Keras'
@@ -417,6 +427,29 @@ def check_classifier(classifier: keras.Model) -> None:
 #: float32 before any loss (`wrapper.float32`), and Keras' compile wraps the
 #: optimizer in a LossScaleOptimizer for "mixed_float16".
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+def policy_of(network: keras.Model) -> str:
+    """The dtype policy `network` computes its output under: its last layer's.
+
+    (A functional model's own policy is not saved, so a loaded one reports the
+    global policy whatever its layers compute in.)
+    """
+    return (network.layers[-1] if network.layers else network).dtype_policy.name
+
+
+def precision_name(dtype) -> str:
+    """The name in `PRECISIONS` of `dtype` (a name or a `keras.DTypePolicy`), or a clear error."""
+    name = getattr(dtype, "name", dtype)
+    if name not in PRECISIONS:
+        raise ValueError(f"dtype must be one of {PRECISIONS} (Keras' mixed-precision policies), got {name!r}.")
+    return name
+
+
+def model_precision(dtype) -> contextlib.AbstractContextManager:
+    """Where a model builds its networks: under its constructor's `dtype` when
+    given, else under the global policy (`keras.config.set_dtype_policy`)."""
+    return contextlib.nullcontext() if dtype is None else precision(precision_name(dtype))
 
 
 @contextlib.contextmanager

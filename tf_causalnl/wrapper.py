@@ -10,7 +10,7 @@ labels of a batch the same way for all of them.
 import keras
 import tensorflow as tf
 
-from tf_causalnl import validation
+from tf_causalnl import networks, validation
 from tf_causalnl.callbacks import TerminateOnNonFinite
 from tf_causalnl.data import to_float
 
@@ -185,11 +185,17 @@ class ClassifierWrapper:
         return logs
 
     def _classifier_config(self) -> dict:
-        return {
+        config = {
             "name": self.name,
             "classifier": keras.saving.serialize_keras_object(self.classifier),
             "seed": self.seed,
         }
+        # The policy the model's networks compute in, when the classifier's is
+        # the same (a `dtype` given, or one global policy when all were built),
+        # so that a loaded model computes as the saved one did.
+        if networks.policy_of(self.classifier) == self.dtype_policy.name in networks.PRECISIONS:
+            config["dtype"] = self.dtype_policy.name
+        return config
 
     @classmethod
     def from_config(cls, config):

@@ -29,8 +29,8 @@ class NoisyLabelClassifier(ClassifierWrapper, keras.Model):
     """
 
     def __init__(self, classifier: keras.Model, *, seed: int = 0, **kwargs):
+        networks.check_classifier(classifier, kwargs.get("dtype"))
         super().__init__(**kwargs)
-        networks.check_classifier(classifier)
         self.classifier = classifier
         self.num_classes = int(classifier.output_shape[-1])
         self.seed = int(seed)

@@ -97,8 +97,8 @@ class _TwoNetworks(ClassifierWrapper, keras.Model):
     """
 
     def __init__(self, classifier: keras.Model, *, seed: int = 0, **kwargs):
+        networks.check_classifier(classifier, kwargs.get("dtype"))
         super().__init__(**kwargs)
-        networks.check_classifier(classifier)
         self.seed = int(seed)
         self.classifiers = [classifier, networks.fresh_clone(classifier, type(self).__name__)]
         mean = keras.metrics.Mean
