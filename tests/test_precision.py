@@ -108,11 +108,8 @@ def test_the_dtype_argument_builds_causalnls_networks_under_it_and_survives_savi
     assert keras.config.dtype_policy().name == "float32"  # no global state was touched
     networks_built = [*model.classifiers, *model.latent_encoders, *model.decoders, *model.noisy_label_decoders]
     assert [n.layers[-1].compute_dtype for n in networks_built] == ["bfloat16"] * 8
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, size=(32, 8, 8, 1), dtype=np.uint8)
-    history = model.fit(x, rng.integers(0, 3, size=32), batch_size=16, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][-1])
+    # (Training in 16 bits is test_every_model_trains_in_16_bits_with_float32_losses's.)
+    x = np.random.default_rng(0).integers(0, 256, size=(8, 8, 8, 1), dtype=np.uint8)
     path = str(tmp_path / "model.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
