@@ -438,11 +438,12 @@ def policy_of(network: keras.Model) -> str:
     return (network.layers[-1] if network.layers else network).dtype_policy.name
 
 
-def precision_name(dtype) -> str:
-    """The name in `PRECISIONS` of `dtype` (a name or a `keras.DTypePolicy`), or a clear error."""
+def precision_name(dtype, what: str = "dtype") -> str:
+    """The name in `PRECISIONS` of `dtype` (a name or a `keras.DTypePolicy`),
+    or a clear error about the argument `what`."""
     name = getattr(dtype, "name", dtype)
     if name not in PRECISIONS:
-        raise ValueError(f"dtype must be one of {PRECISIONS} (Keras' mixed-precision policies), got {name!r}.")
+        raise ValueError(f"{what} must be one of {PRECISIONS} (Keras' mixed-precision policies), got {name!r}.")
     return name
 
 
@@ -456,9 +457,7 @@ def model_precision(dtype) -> contextlib.AbstractContextManager:
 def precision(name: str | None) -> Iterator[None]:
     """Builds the networks made inside under Keras' dtype policy `name` (None:
     float32), and restores the previous global policy after."""
-    name = name or "float32"
-    if name not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {name!r}.")
+    name = precision_name(name or "float32", "precision")
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(name)
     try:

@@ -193,8 +193,9 @@ class ClassifierWrapper:
         # The policy the model's networks compute in, when the classifier's is
         # the same (a `dtype` given, or one global policy when all were built),
         # so that a loaded model computes as the saved one did.
-        if networks.policy_of(self.classifier) == self.dtype_policy.name in networks.PRECISIONS:
-            config["dtype"] = self.dtype_policy.name
+        policy = self.dtype_policy.name
+        if policy in networks.PRECISIONS and networks.policy_of(self.classifier) == policy:
+            config["dtype"] = policy
         return config
 
     @classmethod
