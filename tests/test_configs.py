@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from tf_causalnl import checks, clothing1m, data, distribute, grid, training
-from tf_causalnl.config import GRID, base_config, table_1_grid
+from tf_causalnl.config import GRID, base_config, cpu_protocol, table_1_grid
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG_FILES = sorted((ROOT / "configs").glob("*.py"))
@@ -72,8 +72,11 @@ def _takes_argument(path):
 
 #: Config files whose argument names an ablation variant (tested below), not a noise rate.
 ABLATION_FILES = [ROOT / "configs" / "fmnist_ablation_cpu.py"]
+#: Grids of a few methods and rates on a longer protocol (tested below), not the paper's Table 1.
+FOCUSED_FILES = [ROOT / "configs" / "fmnist_long_cpu.py"]
 VARIANT_FILES = [p for p in CONFIG_FILES if _takes_argument(p) and p not in ABLATION_FILES]
-GRID_CONFIGS = [(p, None) for p in CONFIG_FILES if "grid" in load_config(p) and p not in ABLATION_FILES] + [
+GRID_CONFIGS = [(p, None) for p in CONFIG_FILES
+                if "grid" in load_config(p) and p not in ABLATION_FILES + FOCUSED_FILES] + [
     (p, GRID) for p in VARIANT_FILES]
 
 
@@ -177,6 +180,19 @@ def test_every_config_states_its_command(path):
     if path in VARIANT_FILES:
         assert f"configs/{path.name}:0.3" in _module(path).__doc__
         assert f"python scripts/grid.py --config configs/{path.name}:{GRID}" in _module(path).__doc__
+
+
+def test_the_long_protocol_is_the_cpu_protocol_trained_longer():
+    config = load_config(FOCUSED_FILES[0])
+    protocol = cpu_protocol()
+    assert (config.train.epochs, config.model.ramp_epochs) == (40, 10)
+    config.train.epochs, config.model.ramp_epochs = protocol.train.epochs, protocol.model.ramp_epochs
+    grid_section = config.grid
+    del config.grid
+    assert config.to_dict() == protocol.to_dict()
+    assert (grid_section.methods, grid_section.auto_methods, grid_section.noise_rates) == (
+        ("ce", "coteaching", "causalnl"), (), (0.45, 0.5))
+    assert len(grid.cells(load_config(FOCUSED_FILES[0]))) == 3 * 2 * len(grid_section.seeds)
 
 
 @pytest.mark.parametrize("path", ABLATION_FILES, ids=_name)
