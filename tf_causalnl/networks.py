@@ -413,10 +413,10 @@ def check_classifier(classifier: keras.Model, dtype=None) -> None:
             "predict() returns the probabilities."
         )
     if dtype is not None:
-        name = precision_name(dtype)
-        if policy_of(classifier) != name:
+        name, built_under = precision_name(dtype), policy_of(classifier)
+        if built_under != name:
             raise ValueError(
-                f"dtype={name!r}, but the classifier was built under {policy_of(classifier)!r}: "
+                f"dtype={name!r}, but the classifier was built under {built_under!r}: "
                 f"build it under the same policy (`with tf_causalnl.networks.precision({name!r}): ...`), "
                 "or leave dtype unset to use the classifier's."
             )
