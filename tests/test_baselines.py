@@ -62,6 +62,19 @@ def test_self_paced_cross_entropy_keeps_the_smallest_and_averages_over_them():
     np.testing.assert_allclose(tf.reduce_mean(loss), (math.log(2) - math.log(0.8)) / 2, rtol=1e-6)
 
 
+def test_self_paced_cross_entropy_can_select_within_each_noisy_label():
+    p = tf.constant([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.3, 0.7]])
+    labels = tf.constant([0, 0, 0, 1])
+    # CE = -ln of (0.9, 0.8, 0.7, 0.7). At rate 0.5 "global" keeps examples 0
+    # and 1, both labelled 0; "per_class" keeps round(1.5) = 2 of label 0 (0
+    # and 1) and at least one of label 1 (3): 3 kept, scaled by 4 / 3.
+    ce = -np.log([0.9, 0.8, 0.7, 0.7])
+    np.testing.assert_allclose(losses.self_paced_cross_entropy(p, labels, tf.constant(0.5)),
+                               [2 * ce[0], 2 * ce[1], 0.0, 0.0], rtol=1e-5)
+    np.testing.assert_allclose(losses.self_paced_cross_entropy(p, labels, tf.constant(0.5), "per_class"),
+                               [4 / 3 * ce[0], 4 / 3 * ce[1], 0.0, 4 / 3 * ce[3]], rtol=1e-5)
+
+
 def test_forward_with_identity_is_cross_entropy():
     p = tf.constant([[0.5, 0.25, 0.25], [0.2, 0.6, 0.2]])
     labels = tf.constant([2, 1])

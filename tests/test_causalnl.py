@@ -57,7 +57,7 @@ def test_predict_returns_branch_one_probabilities_and_scales_uint8():
 
 def test_keras_save_and_load_give_identical_predictions(tmp_path):
     model = _model(forget_rate=0.3, beta2=1e-3, seed=7, objective="paper", reconstruction_pixels="sum",
-                   detach_reconstruction=True, label_gradient=0.5)
+                   detach_reconstruction=True, label_gradient=0.5, selection="per_class")
     x, y = _data()
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     path = str(tmp_path / "model.keras")
@@ -66,6 +66,7 @@ def test_keras_save_and_load_give_identical_predictions(tmp_path):
     assert isinstance(loaded, CausalNL)
     own = lambda config: {k: v for k, v in config.items() if k != "classifier"}
     assert own(loaded.get_config()) == own(model.get_config())
+    assert loaded.selection == "per_class"
     assert loaded.weighting == model.weighting == losses.Weighting(pixels="sum", detach_reconstruction=True,
                                                                       label_gradient=0.5)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))

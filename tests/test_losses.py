@@ -54,6 +54,26 @@ def test_small_loss_mask_keeps_the_smallest_losses():
     np.testing.assert_array_equal(mask, [0.0, 1.0, 0.0, 1.0])
 
 
+def test_per_class_selection_keeps_the_same_share_of_each_noisy_label():
+    loss = tf.constant([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    labels = tf.constant([0, 0, 0, 1, 1, 1])
+    rate = tf.constant(1 / 3)  # keeps 4 of 6: the batch's 4 smallest, or 2 of each label
+    np.testing.assert_array_equal(losses.selection_mask(loss, labels, rate, "global", 2), [1, 1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(losses.selection_mask(loss, labels, rate, "per_class", 2), [1, 1, 0, 1, 1, 0])
+
+
+def test_per_class_selection_keeps_one_of_each_present_label_and_breaks_ties_by_position():
+    # Rate 0.9: 5 of label 0 round to 0 kept, 1 of label 2 too; each keeps its smallest.
+    mask = losses.small_loss_mask(tf.constant([0.4, 0.1, 0.1, 0.5, 0.2, 3.0]), tf.constant(0.9),
+                                  tf.constant([0, 0, 0, 0, 0, 2]), num_classes=3)
+    np.testing.assert_array_equal(mask, [0, 1, 0, 0, 0, 1])
+
+
+def test_an_unknown_selection_is_refused_with_the_valid_ones():
+    with pytest.raises(ValueError, match=r"selection must be one of \('global', 'per_class'\), got 'balanced'"):
+        losses.coteaching(_binary_logits([1.0]), _binary_logits([1.0]), tf.constant([0]), 0.5, "balanced")
+
+
 def _binary_logits(margins):
     """Logits [m, 0]: with label 0 the cross-entropy is log(1 + e^-m)."""
     return tf.constant([[m, 0.0] for m in margins])

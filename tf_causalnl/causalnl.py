@@ -59,6 +59,9 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
         anchor points (`tf_causalnl.transition`; no clean labels) and uses it.
       ramp_epochs: epochs over which the forget rate rises from 0 (10 in the
         paper); see `ForgetRateSchedule`.
+      selection: how co-teaching picks its small-loss examples,
+        `losses.SELECTIONS`: "global" (the paper: the batch's smallest losses)
+        or "per_class" (the same share within each noisy label).
       temperature: temperature of the Gumbel-softmax sample of Y.
       vae_depth: stride-2 layers of the image encoders and decoder; None picks
         4 below 64 pixels and 5 above (Appendix C).
@@ -93,6 +96,7 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
         label_gradient: float | None = None,
         forget_rate: float | str = 0.2,
         ramp_epochs: int = 10,
+        selection: str = losses.DEFAULT_SELECTION,
         temperature: float = 1.0,
         vae_depth: int | None = None,
         vae_width: int = networks.VAE_WIDTH,
@@ -113,7 +117,7 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
         self.weighting = losses.weighting(objective, **self.weighting_overrides)
         given = (beta0, beta1, beta2, beta3)
         self.betas = tuple(float(own if b is None else b) for b, own in zip(given, self.weighting.betas))
-        self._init_forget_rate(forget_rate, ramp_epochs)
+        self._init_forget_rate(forget_rate, ramp_epochs, selection)
         self.temperature = float(temperature)
         self.vae_depth = vae_depth
         self.vae_width = int(vae_width)
@@ -185,7 +189,7 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
         with tf.GradientTape() as tape:
             branches = (self.branch(0, x, seeds[:2], True), self.branch(1, x, seeds[2:], True))
             objective = losses.causalnl_objective(
-                x, labels, branches, self.forget_rate_variable, self.betas, self.weighting
+                x, labels, branches, self.forget_rate_variable, self.betas, self.weighting, self.selection
             )
             scaled = self.optimizer.scale_loss(objective["loss"])  # mixed_float16's loss scale, else 1
         gradients = tape.gradient(scaled, self.trainable_variables)
@@ -242,8 +246,7 @@ class CausalNL(ForgetRateMixin, ClassifierWrapper, keras.Model):
             "reconstruction_pixels": self.weighting_overrides["pixels"],
             "detach_reconstruction": self.weighting_overrides["detach_reconstruction"],
             "label_gradient": self.weighting_overrides["label_gradient"],
-            "forget_rate": self.forget_rate,
-            "ramp_epochs": self.ramp_epochs,
+            **self._forget_rate_config(),
             "temperature": self.temperature,
             "vae_depth": self.vae_depth,
             "vae_width": self.vae_width,

@@ -112,7 +112,8 @@ def _check_names(config: ml_collections.ConfigDict) -> None:
     check_choice("noise type", "noise.type", config.noise.type, {*noise.NOISE_TYPES, training.REAL_NOISE})
     for what, key, valid in (("objective", "model.objective", losses.OBJECTIVES),
                              ("reconstruction error", "model.reconstruction_error", losses.ERRORS),
-                             ("pixel reduction", "model.reconstruction_pixels", losses.PIXEL_REDUCTIONS)):
+                             ("pixel reduction", "model.reconstruction_pixels", losses.PIXEL_REDUCTIONS),
+                             ("selection", "model.selection", losses.SELECTIONS)):
         if _lookup(config, key) is not None:  # None: the objective's own
             check_choice(what, key, _lookup(config, key), valid)
     if config.noise.type == training.REAL_NOISE and config.data.name not in training.FILE_DATASETS:

@@ -76,6 +76,10 @@ def base_config() -> ml_collections.ConfigDict:
     # number, or "auto" to use the noise rate estimated from the noisy labels.
     config.model.forget_rate = config_dict.FieldReference(0.45, field_type=object)
     config.model.ramp_epochs = 10
+    # How their small-loss selection ranks a batch (losses.SELECTIONS): None =
+    # "global" (the batch's smallest losses, as in the paper) or "per_class"
+    # (the same share within each noisy label).
+    config.model.selection = config_dict.placeholder(str)
     config.model.temperature = 1.0  # Gumbel-softmax
     config.model.mixup_alpha = 1.0  # Mixup's Beta(alpha, alpha)
 

@@ -6,7 +6,7 @@ callbacks stay below `transition`, whose "auto" estimate trains a CE model.
 
 import keras
 
-from tf_causalnl import validation
+from tf_causalnl import losses, validation
 from tf_causalnl.callbacks import with_forget_rate_schedule
 
 
@@ -21,17 +21,22 @@ class ForgetRateMixin:
     as `CSVLogger` see the `forget_rate` it adds to the epoch's logs.
     """
 
-    def _init_forget_rate(self, forget_rate, ramp_epochs: int) -> None:
+    def _init_forget_rate(self, forget_rate, ramp_epochs: int, selection: str) -> None:
         # noqa below: transition imports the baselines, which import this module.
         from tf_causalnl import transition  # noqa: PLC0415
 
         self.forget_rate = transition.check_forget_rate(forget_rate)
         validation.check_whole(ramp_epochs, "ramp_epochs", 0)
         self.ramp_epochs = int(ramp_epochs)
+        self.selection = losses.check_selection(selection)
         # Read by the loss, set each epoch by ForgetRateSchedule.
         self.forget_rate_variable = keras.Variable(
             0.0, trainable=False, dtype="float32", name="current_forget_rate"
         )
+
+    def _forget_rate_config(self) -> dict:
+        """The constructor arguments this mixin adds, for the models' `get_config`."""
+        return {"forget_rate": self.forget_rate, "ramp_epochs": self.ramp_epochs, "selection": self.selection}
 
     def _fit_callbacks(self, x, y, callbacks: list) -> list:
         """Run by `fit` after its input is checked: "auto" resolved, the schedule added."""

@@ -99,31 +99,69 @@ def latent_kl(mean: tf.Tensor, log_variance: tf.Tensor) -> tf.Tensor:
 
 
 def num_to_keep(batch_size: tf.Tensor, forget_rate: tf.Tensor) -> tf.Tensor:
-    """How many small-loss examples co-teaching keeps: round((1 - rate) * batch), at least 1."""
+    """How many small-loss examples co-teaching keeps: round((1 - rate) * batch), at least 1.
+
+    `batch_size` may be a vector of counts (one per class); an entry of 0 gives 1.
+    """
     batch = tf.cast(batch_size, tf.float32)
     keep = tf.round((1.0 - tf.cast(forget_rate, tf.float32)) * batch)
     return tf.cast(tf.clip_by_value(keep, 1.0, batch), tf.int32)
 
 
-def small_loss_mask(per_example_loss: tf.Tensor, forget_rate: tf.Tensor) -> tf.Tensor:
+#: How co-teaching picks its small-loss examples (`CausalNL(selection=...)`,
+#: `config.model.selection`): "global" keeps the batch's smallest losses
+#: (Han et al. 2018 and the public code); "per_class" keeps the same share
+#: within each noisy label, so a network that predicts one class everywhere
+#: cannot select only the examples labelled with it.
+SELECTIONS = ("global", "per_class")
+DEFAULT_SELECTION = "global"
+
+
+def check_selection(selection: str, name: str = "selection") -> str:
+    """`selection` if it is one of `SELECTIONS`; else a one-line ValueError."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"{name} must be one of {SELECTIONS}, got {selection!r}.")
+    return selection
+
+
+def small_loss_mask(
+    per_example_loss: tf.Tensor, forget_rate: tf.Tensor, labels: tf.Tensor | None = None,
+    num_classes: int | None = None,
+) -> tf.Tensor:
     """A 0/1 float mask of the examples with the smallest loss (Han et al. 2018).
 
-    Keeps `num_to_keep` examples; ties go to the earlier example. The mask
-    carries no gradient: selection is a decision, not part of the objective.
+    Without `labels`, keeps the batch's `num_to_keep` smallest losses. With
+    `labels` (and their `num_classes`), keeps `num_to_keep` of each noisy
+    label's examples in the batch, at least one of each label present
+    ("per_class" selection). Ties go to the earlier example. The mask carries
+    no gradient: selection is a decision, not part of the objective.
     """
     per_example_loss = tf.stop_gradient(per_example_loss)
     batch = tf.shape(per_example_loss)[0]
-    _, kept = tf.math.top_k(-per_example_loss, k=num_to_keep(batch, forget_rate))
-    return tf.scatter_nd(kept[:, None], tf.ones_like(kept, tf.float32), [batch])
+    if labels is None:
+        _, kept = tf.math.top_k(-per_example_loss, k=num_to_keep(batch, forget_rate))
+        return tf.scatter_nd(kept[:, None], tf.ones_like(kept, tf.float32), [batch])
+    labels = tf.cast(labels, tf.int32)
+    # Order by label, then by loss within each label (both sorts stable).
+    order = tf.argsort(per_example_loss, stable=True)
+    order = tf.gather(order, tf.argsort(tf.gather(labels, order), stable=True))
+    sorted_labels = tf.gather(labels, order)
+    counts = tf.math.unsorted_segment_sum(tf.ones_like(labels), labels, num_classes)
+    rank_in_class = tf.range(batch) - tf.gather(tf.cumsum(counts, exclusive=True), sorted_labels)
+    keep = tf.minimum(num_to_keep(counts, forget_rate), counts)  # 0 for an absent class
+    kept = tf.cast(rank_in_class < tf.gather(keep, sorted_labels), tf.float32)
+    return tf.scatter_nd(order[:, None], kept, [batch])
 
 
 def coteaching(
-    logits1: tf.Tensor, logits2: tf.Tensor, labels: tf.Tensor, forget_rate: tf.Tensor
+    logits1: tf.Tensor, logits2: tf.Tensor, labels: tf.Tensor, forget_rate: tf.Tensor,
+    selection: str = DEFAULT_SELECTION,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """Co-teaching's exchange of small-loss selections (Algorithm 1, line 5).
 
     Each classifier ranks the batch by its own cross-entropy against the noisy
-    labels; each is trained on the selection of its peer.
+    labels (over the whole batch, or within each noisy label: `SELECTIONS`);
+    each is trained on the selection of its peer.
 
     Returns:
       (loss1, loss2, mask1, mask2): per-example losses of classifiers 1 and 2,
@@ -134,10 +172,18 @@ def coteaching(
     """
     ce1 = cross_entropy(logits1, labels)
     ce2 = cross_entropy(logits2, labels)
-    mask1 = small_loss_mask(ce1, forget_rate)
-    mask2 = small_loss_mask(ce2, forget_rate)
+    mask1 = selection_mask(ce1, labels, forget_rate, selection, logits1.shape[-1])
+    mask2 = selection_mask(ce2, labels, forget_rate, selection, logits2.shape[-1])
     scale = tf.cast(tf.shape(ce1)[0], ce1.dtype) / tf.reduce_sum(mask1)
     return ce1 * mask2 * scale, ce2 * mask1 * scale, mask1, mask2
+
+
+def selection_mask(per_example_loss: tf.Tensor, labels: tf.Tensor, forget_rate: tf.Tensor,
+                   selection: str, num_classes: int) -> tf.Tensor:
+    """`small_loss_mask` under one of `SELECTIONS`."""
+    if check_selection(selection) == "global":
+        return small_loss_mask(per_example_loss, forget_rate)
+    return small_loss_mask(per_example_loss, forget_rate, labels, num_classes)
 
 
 ERRORS = ("l1", "mse")
@@ -235,6 +281,7 @@ def causalnl_objective(
     forget_rate: tf.Tensor,
     betas: Sequence[float] = ELBO_BETAS,
     weights: Weighting = OBJECTIVES[DEFAULT_OBJECTIVE],
+    selection: str = DEFAULT_SELECTION,
 ) -> dict:
     """The loss both branches minimise, reduced for the global batch.
 
@@ -246,6 +293,7 @@ def causalnl_objective(
       betas: (beta0, beta1, beta2, beta3), the weights of the reconstruction,
         noisy-label, entropy and KL terms.
       weights: how the terms are reduced and scaled (`Weighting`).
+      selection: how co-teaching selects its small-loss examples (`SELECTIONS`).
 
     Returns:
       A dict with "loss", the scalar objective divided by the global batch
@@ -255,7 +303,7 @@ def causalnl_objective(
     """
     beta0, beta1, beta2, beta3 = betas
     out1, out2 = branches
-    cot1, cot2, mask1, mask2 = coteaching(out1.logits, out2.logits, labels, forget_rate)
+    cot1, cot2, mask1, mask2 = coteaching(out1.logits, out2.logits, labels, forget_rate, selection)
     terms1 = elbo_terms(x, labels, out1)
     terms2 = elbo_terms(x, labels, out2)
 

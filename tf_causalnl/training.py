@@ -370,7 +370,8 @@ def _model_kwargs(config, parameters, estimate) -> dict:
         "reconstruction_pixels": m.get("reconstruction_pixels"),
         "detach_reconstruction": m.get("detach_reconstruction"),
         "label_gradient": m.get("label_gradient"),
-        "forget_rate": forget_rate, "ramp_epochs": m.ramp_epochs, "temperature": m.temperature,
+        "forget_rate": forget_rate, "ramp_epochs": m.ramp_epochs,
+        "selection": m.get("selection") or losses.DEFAULT_SELECTION, "temperature": m.temperature,
         "alpha": m.mixup_alpha, "vae_depth": m.vae_depth, "vae_width": m.vae_width,
         "seed": config.seed,
     }

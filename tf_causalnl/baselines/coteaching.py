@@ -209,6 +209,8 @@ class CoTeaching(ForgetRateMixin, _TwoNetworks):
         rate.
       ramp_epochs: T_k, the epochs over which the forget rate rises (10 in
         the paper).
+      selection: "global" (the paper) ranks the whole batch; "per_class"
+        keeps the same share of each noisy label (`losses.SELECTIONS`).
       seed: kept for a uniform constructor; training draws no random numbers.
     """
 
@@ -218,19 +220,21 @@ class CoTeaching(ForgetRateMixin, _TwoNetworks):
         *,
         forget_rate: float | str = 0.2,
         ramp_epochs: int = 10,
+        selection: str = losses.DEFAULT_SELECTION,
         seed: int = 0,
         **kwargs,
     ):
         super().__init__(classifier, seed=seed, **kwargs)
-        self._init_forget_rate(forget_rate, ramp_epochs)
+        self._init_forget_rate(forget_rate, ramp_epochs, selection)
 
     def per_example_losses(self, logits1, logits2, labels):
         """Each network's cross-entropy on the examples its peer selected."""
-        loss1, loss2, mask1, mask2 = losses.coteaching(logits1, logits2, labels, self.forget_rate_variable)
+        loss1, loss2, mask1, mask2 = losses.coteaching(logits1, logits2, labels, self.forget_rate_variable,
+                                                     self.selection)
         return loss1, loss2, (mask1, mask2)
 
     def get_config(self):
-        return {**super().get_config(), "forget_rate": self.forget_rate, "ramp_epochs": self.ramp_epochs}
+        return {**super().get_config(), **self._forget_rate_config()}
 
 
 @keras.saving.register_keras_serializable(package="tf_causalnl")

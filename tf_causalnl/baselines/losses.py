@@ -15,7 +15,7 @@ an example is the row vector p @ T.
 import keras
 import tensorflow as tf
 
-from tf_causalnl.losses import small_loss_mask
+from tf_causalnl.losses import DEFAULT_SELECTION, selection_mask
 
 #: Floor of probabilities that go into a log or a denominator.
 EPSILON = 1e-7
@@ -56,21 +56,23 @@ def mixup_cross_entropy(
 
 
 def self_paced_cross_entropy(
-    probabilities: tf.Tensor, labels: tf.Tensor, forget_rate: tf.Tensor
+    probabilities: tf.Tensor, labels: tf.Tensor, forget_rate: tf.Tensor,
+    selection: str = DEFAULT_SELECTION,
 ) -> tf.Tensor:
     """Cross-entropy on the batch's small-loss examples only.
 
     The predefined-curriculum MentorNet (self-paced learning) that Han et al.
     (2018, Section 4) compare co-teaching with: one network keeps the
     round((1 - forget_rate) * batch) examples with its own smallest
-    cross-entropy (`tf_causalnl.losses.small_loss_mask`).
+    cross-entropy (`tf_causalnl.losses.small_loss_mask`), over the batch or
+    within each noisy label (`selection`, one of `losses.SELECTIONS`).
 
     Returns:
       CE * mask * batch / kept, shape (batch,): zero on the dropped examples,
       scaled so that the batch mean is the mean over the kept ones.
     """
     ce = _cross_entropy(probabilities, labels)
-    mask = tf.cast(small_loss_mask(ce, forget_rate), ce.dtype)
+    mask = tf.cast(selection_mask(ce, labels, forget_rate, selection, probabilities.shape[-1]), ce.dtype)
     scale = tf.cast(tf.shape(ce)[0], ce.dtype) / tf.reduce_sum(mask)
     return ce * mask * scale
 

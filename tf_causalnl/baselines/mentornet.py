@@ -5,6 +5,7 @@ import keras
 from tf_causalnl.baselines import losses
 from tf_causalnl.baselines.base import NoisyLabelClassifier
 from tf_causalnl.forget_rate import ForgetRateMixin
+from tf_causalnl.losses import DEFAULT_SELECTION
 
 
 @keras.saving.register_keras_serializable(package="tf_causalnl")
@@ -29,6 +30,8 @@ class MentorNet(ForgetRateMixin, NoisyLabelClassifier):
       forget_rate: the final fraction of each batch left out, in [0, 1),
         typically the noise rate; or "auto" for the estimated noise rate.
       ramp_epochs: epochs over which the rate rises from 0 (10 in Han et al.).
+      selection: "global" ranks the whole batch; "per_class" keeps the same
+        share of each noisy label (`tf_causalnl.losses.SELECTIONS`).
       seed: unused (the method has no randomness); kept for a uniform API.
     """
 
@@ -38,16 +41,18 @@ class MentorNet(ForgetRateMixin, NoisyLabelClassifier):
         *,
         forget_rate: float | str = 0.2,
         ramp_epochs: int = 10,
+        selection: str = DEFAULT_SELECTION,
         seed: int = 0,
         **kwargs,
     ):
         super().__init__(classifier, seed=seed, **kwargs)
-        self._init_forget_rate(forget_rate, ramp_epochs)
+        self._init_forget_rate(forget_rate, ramp_epochs, selection)
 
     def per_example_loss(self, x, labels, probabilities, training):
         if not training:
             return super().per_example_loss(x, labels, probabilities, training)
-        return losses.self_paced_cross_entropy(probabilities, labels, self.forget_rate_variable)
+        return losses.self_paced_cross_entropy(probabilities, labels, self.forget_rate_variable,
+                                               self.selection)
 
     def get_config(self):
-        return {**super().get_config(), "forget_rate": self.forget_rate, "ramp_epochs": self.ramp_epochs}
+        return {**super().get_config(), **self._forget_rate_config()}
