@@ -14,7 +14,8 @@ class ForgetRateMixin:
     """The model side of the schedule, for `keras.Model`s with a forget rate.
 
     CausalNL, CoTeaching and MentorNet call `_init_forget_rate` in
-    `__init__`; their `fit` (`ClassifierWrapper.fit`), once it has checked
+    `__init__` (forget rate, ramp and small-loss `selection` rule,
+    `losses.SELECTIONS`); their `fit` (`ClassifierWrapper.fit`), once it has checked
     its input, then replaces a forget rate of "auto" by the noise
     rate estimated from fit's data (`transition.resolve_auto_forget_rate`)
     and adds `ForgetRateSchedule` first unless one is given, so loggers such
