@@ -64,8 +64,8 @@ def test_per_class_selection_keeps_the_same_share_of_each_noisy_label():
 
 def test_per_class_selection_keeps_one_of_each_present_label_and_breaks_ties_by_position():
     # Rate 0.9: 5 of label 0 round to 0 kept, 1 of label 2 too; each keeps its smallest.
-    mask = losses.small_loss_mask(tf.constant([0.4, 0.1, 0.1, 0.5, 0.2, 3.0]), tf.constant(0.9),
-                                  tf.constant([0, 0, 0, 0, 0, 2]), num_classes=3)
+    mask = losses.per_class_small_loss_mask(tf.constant([0.4, 0.1, 0.1, 0.5, 0.2, 3.0]),
+                                            tf.constant([0, 0, 0, 0, 0, 2]), tf.constant(0.9), num_classes=3)
     np.testing.assert_array_equal(mask, [0, 1, 0, 0, 0, 1])
 
 

@@ -117,30 +117,34 @@ SELECTIONS = ("global", "per_class")
 DEFAULT_SELECTION = "global"
 
 
-def check_selection(selection: str, name: str = "selection") -> str:
+def check_selection(selection: str) -> str:
     """`selection` if it is one of `SELECTIONS`; else a one-line ValueError."""
     if selection not in SELECTIONS:
-        raise ValueError(f"{name} must be one of {SELECTIONS}, got {selection!r}.")
+        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}.")
     return selection
 
 
-def small_loss_mask(
-    per_example_loss: tf.Tensor, forget_rate: tf.Tensor, labels: tf.Tensor | None = None,
-    num_classes: int | None = None,
-) -> tf.Tensor:
+def small_loss_mask(per_example_loss: tf.Tensor, forget_rate: tf.Tensor) -> tf.Tensor:
     """A 0/1 float mask of the examples with the smallest loss (Han et al. 2018).
 
-    Without `labels`, keeps the batch's `num_to_keep` smallest losses. With
-    `labels` (and their `num_classes`), keeps `num_to_keep` of each noisy
-    label's examples in the batch, at least one of each label present
-    ("per_class" selection). Ties go to the earlier example. The mask carries
-    no gradient: selection is a decision, not part of the objective.
+    Keeps `num_to_keep` examples; ties go to the earlier example. The mask
+    carries no gradient: selection is a decision, not part of the objective.
     """
     per_example_loss = tf.stop_gradient(per_example_loss)
     batch = tf.shape(per_example_loss)[0]
-    if labels is None:
-        _, kept = tf.math.top_k(-per_example_loss, k=num_to_keep(batch, forget_rate))
-        return tf.scatter_nd(kept[:, None], tf.ones_like(kept, tf.float32), [batch])
+    _, kept = tf.math.top_k(-per_example_loss, k=num_to_keep(batch, forget_rate))
+    return tf.scatter_nd(kept[:, None], tf.ones_like(kept, tf.float32), [batch])
+
+
+def per_class_small_loss_mask(per_example_loss: tf.Tensor, labels: tf.Tensor, forget_rate: tf.Tensor,
+                              num_classes: int) -> tf.Tensor:
+    """`small_loss_mask` within each noisy label: `num_to_keep` of each label's examples.
+
+    At least one example of each label present is kept; ties go to the
+    earlier example; the mask carries no gradient.
+    """
+    per_example_loss = tf.stop_gradient(per_example_loss)
+    batch = tf.shape(per_example_loss)[0]
     labels = tf.cast(labels, tf.int32)
     # Order by label, then by loss within each label (both sorts stable).
     order = tf.argsort(per_example_loss, stable=True)
@@ -180,10 +184,10 @@ def coteaching(
 
 def selection_mask(per_example_loss: tf.Tensor, labels: tf.Tensor, forget_rate: tf.Tensor,
                    selection: str, num_classes: int) -> tf.Tensor:
-    """`small_loss_mask` under one of `SELECTIONS`."""
+    """The small-loss mask of one of `SELECTIONS`."""
     if check_selection(selection) == "global":
         return small_loss_mask(per_example_loss, forget_rate)
-    return small_loss_mask(per_example_loss, forget_rate, labels, num_classes)
+    return per_class_small_loss_mask(per_example_loss, labels, forget_rate, num_classes)
 
 
 ERRORS = ("l1", "mse")

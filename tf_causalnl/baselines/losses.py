@@ -64,7 +64,7 @@ def self_paced_cross_entropy(
     The predefined-curriculum MentorNet (self-paced learning) that Han et al.
     (2018, Section 4) compare co-teaching with: one network keeps the
     round((1 - forget_rate) * batch) examples with its own smallest
-    cross-entropy (`tf_causalnl.losses.small_loss_mask`), over the batch or
+    cross-entropy (`tf_causalnl.losses.selection_mask`), over the batch or
     within each noisy label (`selection`, one of `losses.SELECTIONS`).
 
     Returns:
