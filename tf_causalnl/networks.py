@@ -23,6 +23,8 @@ from typing import Callable, Iterator, Sequence
 import keras
 import numpy as np
 
+from tf_causalnl import layers
+
 BN_MOMENTUM = 0.9
 LEAKY_SLOPE = 0.01
 #: Maps of the first stride-2 layer of q(Z|X,Y) and p(Y~|Y,X); each next layer
@@ -46,10 +48,15 @@ def _is_image(input_shape: Sequence[int]) -> bool:
     return len(input_shape) == 3
 
 
+def _batch_norm() -> keras.layers.Layer:
+    """Batch norm with PyTorch's momentum, through the fused kernel (`layers.BatchNormalization`)."""
+    return layers.BatchNormalization(momentum=BN_MOMENTUM)
+
+
 def _conv_bn_act(x, filters: int, strides: int = 1, transpose: bool = False):
     conv = keras.layers.Conv2DTranspose if transpose else keras.layers.Conv2D
     x = conv(filters, 3, strides=strides, padding="same", use_bias=False)(x)
-    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
+    x = _batch_norm()(x)
     return keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE)(x)
 
 
@@ -194,29 +201,29 @@ def build_mlp_classifier(
 def _basic_block(x, filters: int, strides: int):
     shortcut = x
     h = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
-    h = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(h)
+    h = _batch_norm()(h)
     h = keras.layers.ReLU()(h)
     h = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(h)
-    h = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(h)
+    h = _batch_norm()(h)
     if strides != 1 or x.shape[-1] != filters:
         shortcut = keras.layers.Conv2D(filters, 1, strides=strides, use_bias=False)(x)
-        shortcut = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(shortcut)
+        shortcut = _batch_norm()(shortcut)
     return keras.layers.ReLU()(keras.layers.Add()([h, shortcut]))
 
 
 def _bottleneck_block(x, filters: int, strides: int):
     shortcut = x
     h = keras.layers.Conv2D(filters, 1, use_bias=False)(x)
-    h = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(h)
+    h = _batch_norm()(h)
     h = keras.layers.ReLU()(h)
     h = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(h)
-    h = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(h)
+    h = _batch_norm()(h)
     h = keras.layers.ReLU()(h)
     h = keras.layers.Conv2D(4 * filters, 1, use_bias=False)(h)
-    h = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(h)
+    h = _batch_norm()(h)
     if strides != 1 or x.shape[-1] != 4 * filters:
         shortcut = keras.layers.Conv2D(4 * filters, 1, strides=strides, use_bias=False)(x)
-        shortcut = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(shortcut)
+        shortcut = _batch_norm()(shortcut)
     return keras.layers.ReLU()(keras.layers.Add()([h, shortcut]))
 
 
@@ -251,7 +258,7 @@ def build_resnet(
         h = keras.layers.Conv2D(64, 3, padding="same", use_bias=False)(x_in)
     else:
         h = keras.layers.Conv2D(64, 7, strides=2, padding="same", use_bias=False)(x_in)
-    h = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(h)
+    h = _batch_norm()(h)
     h = keras.layers.ReLU()(h)
     if stem == "imagenet":
         h = keras.layers.MaxPooling2D(3, strides=2, padding="same")(h)
