@@ -24,8 +24,10 @@ _spec.loader.exec_module(job)
 #: move a weight by about lr * g / (|g| + eps); for the few units whose gradient
 #: is near eps, float rounding of the sums over replicas shows up as ~2e-6 in
 #: the weights (seen under the default objective, in one column of a 64x64
-#: layer), where a scaling error would be of the order of the step, 1e-2.
-ATOL = 2e-5
+#: layer; the two-worker run on a CPU with AVX2 and no AVX-512 showed 2.9e-5,
+#: one weight of 256), where a scaling error would be of the order of the
+#: step, 1e-2.
+ATOL = 1e-4
 
 #: Bounds each worker process of the two-worker test.
 WORKER_TIMEOUT_SECONDS = 420
