@@ -5,6 +5,9 @@ pipeline against pre-batched in-memory tensors, and noise synthesis time.
     python scripts/benchmark.py --check_inputs [--vae_width 16]
     python scripts/benchmark.py --precision [--vae_width 16]
     python scripts/benchmark.py --profile [--vae_width 16]
+    python scripts/benchmark.py --table [--classifiers small_cnn,resnet18_imagenet] [--precisions float32]
+    python scripts/benchmark.py --trace runs/trace [--steps 10]
+    python scripts/benchmark.py --batch_norm [--steps 4] [--repeats 16]
 
 `--check_inputs` measures instead what `fit()`'s per-batch input checks
 (`validation.checked_dataset`) cost on the training pipeline, for CausalNL
@@ -13,14 +16,33 @@ measures CausalNL and CE under each of Keras' policies (`train.precision`:
 float32, mixed_bfloat16, mixed_float16) on pre-batched in-memory tensors.
 `--profile` times each of CausalNL's eight networks alone, forward and
 forward + backward (the gradient of its output's sum), on a batch of
-FashionMNIST shapes, beside one whole training step.
+FashionMNIST shapes, beside one whole training step. `--table` prints the
+step time, examples/s and peak memory (the process's maximum RSS) of CE and
+CausalNL (VAE widths 32 and 16) for each classifier and precision, each
+contender in a fresh process so that its memory is its own, and the
+CausalNL/CE throughput ratio; `resnet18_cifar` and `resnet18_imagenet` are
+ResNet-18 with the 3x3 stem and with torchvision's 7x7 stem and max-pool.
+`--batch_norm` times CausalNL's step with Keras' BatchNormalization against
+the fused `tf_causalnl.layers.BatchNormalization` the networks use, the two
+models in one process, alternating every `--steps` steps for `--repeats`
+rounds (the median of each step timed alone). `--trace DIR` records
+TensorFlow's profiler trace of `--steps` CausalNL steps into DIR (for
+TensorBoard's profile tab) and, where xprof is installed (`pip install
+xprof`), prints the busy time per op type and per network. `--jit_compile`
+compiles the train steps of `--table`, `--trace` and `--batch_norm` with XLA.
 
 Figures are examples per second of training (after a warm-up fit, so tracing is
 not counted), median over repeats; contenders alternate order between repeats.
 Uses the real FashionMNIST training images when present, else random ones.
 """
 
+import collections
+import json
 import os
+import pathlib
+import resource
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
@@ -41,6 +63,18 @@ _CHECK_INPUTS = flags.DEFINE_boolean("check_inputs", False, "Only measure the co
 _PRECISION = flags.DEFINE_boolean("precision", False, "Only compare float32 with the mixed-precision policies.")
 _PROFILE = flags.DEFINE_boolean("profile", False, "Only time CausalNL's step network by network.")
 _VAE_WIDTH = flags.DEFINE_integer("vae_width", 32, "Maps of CausalNL's first VAE conv layer (the CPU grid uses 16).")
+_TABLE = flags.DEFINE_boolean("table", False, "Only print the table of step time, throughput and peak memory.")
+_CLASSIFIERS = flags.DEFINE_list("classifiers", ["small_cnn", "resnet18_cifar", "resnet18_imagenet"],
+                                 "The table's classifiers.")
+_PRECISIONS = flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"], "The table's precisions.")
+_TRACE = flags.DEFINE_string("trace", None, "Only record a profiler trace of CausalNL's steps into this directory.")
+_BATCH_NORM = flags.DEFINE_boolean("batch_norm", False, "Only compare Keras' batch norm with the fused one.")
+_JIT = flags.DEFINE_boolean("jit_compile", False, "Compile the train steps of --table, --trace and --batch_norm with XLA.")
+_ONE = flags.DEFINE_string("one", None, "Internal: time one contender of --table, given as JSON, and print JSON.")
+
+#: The table's classifier names: (name in networks.CLASSIFIERS, builder keyword arguments).
+TABLE_CLASSIFIERS = {"small_cnn": ("small_cnn", {}), "resnet18_cifar": ("resnet18", {"stem": "cifar"}),
+                     "resnet18_imagenet": ("resnet18", {"stem": "imagenet"})}
 
 
 def _fashion_mnist():
@@ -155,9 +189,7 @@ def _median_ms(function, repeats: int) -> float:
 def _profile(x, y, steps, repeats, batch):
     """Milliseconds per call of each network of branch 1 (branch 2 is the same), forward
     and forward + backward, and of one whole CausalNL training step."""
-    model = CausalNL(networks.build_classifier(_CLASSIFIER.value, (28, 28, 1), 10), forget_rate=0.45,
-                     vae_width=_VAE_WIDTH.value)
-    model.compile("adam")
+    model = _causalnl()
     images = tf.cast(x[:batch], tf.float32) / 255.0
     y_soft = tf.one_hot(y[:batch], 10)
     z = tf.random.normal((batch, model.z_dim))
@@ -189,8 +221,137 @@ def _profile(x, y, steps, repeats, batch):
     print(f"{'whole training step (fit)':30s} {1000 * batch / rate:7.1f} ms ({rate:.1f} ex/s)")
 
 
+def _trace(x, y, steps, batch, directory):
+    """TensorFlow's profiler trace of `steps` CausalNL steps; with xprof, busy time per op type and network."""
+    model, dataset = _causalnl(), _one_batch(x, y, batch)
+    model.fit(dataset, epochs=1, steps_per_epoch=3, verbose=0)
+    tf.profiler.experimental.start(directory)
+    model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
+    tf.profiler.experimental.stop()
+    try:
+        from xprof.convert import raw_to_tool_data  # noqa: PLC0415 (optional, not a dependency)
+    except ImportError:
+        print(f"trace in {directory}; install xprof for the summary")
+        return
+    files = [str(p) for p in pathlib.Path(directory).glob("plugins/profile/*/*.xplane.pb")]
+    table = json.loads(raw_to_tool_data.xspace_to_tool_data(files, "framework_op_stats", {})[0])[0]
+    columns = [c["id"] for c in table["cols"]]
+    rows = [dict(zip(columns, [cell.get("v") if cell else None for cell in r["c"]])) for r in table["rows"]]
+    by_type, by_network = collections.Counter(), collections.Counter()
+    for row in rows:
+        if row["type"] == "IDLE":
+            continue
+        ms = row["total_self_time"] / 1000 / steps
+        by_type[row["type"]] += ms
+        network = next((n for n in ("noisy_label_decoder", "latent_encoder", "decoder", _CLASSIFIER.value)
+                        if n in row["operation"]), "the rest (objective, Adam, metrics)")
+        by_network[network, "backward" if "gradient_tape" in row["operation"] else "forward"] += ms
+    print(f"busy thread-ms per step, both branches: {sum(by_type.values()):.1f}")
+    for (network, direction), ms in sorted(by_network.items()):
+        print(f"  {network:36s} {direction:8s} {ms:7.1f}")
+    for op_type, ms in by_type.most_common(12):
+        print(f"  {op_type:45s} {ms:7.1f}")
+
+
+class _StepTimer(keras.callbacks.Callback):
+    """Appends each training step's seconds to `times`."""
+
+    def __init__(self, times: list):
+        super().__init__()
+        self.times = times
+
+    def on_train_batch_begin(self, batch_index, logs=None):
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, batch_index, logs=None):
+        self.times.append(time.perf_counter() - self.start)
+
+
+def _batch_norm_cost(x, y, steps, repeats, batch):
+    """Median ms per CausalNL step with Keras' BatchNormalization and with the fused one, alternating."""
+    fused = networks._batch_norm  # the networks' batch-norm maker; swapped for Keras' layer while building
+    models = {}
+    for name, maker in (("Keras' BatchNormalization", lambda: keras.layers.BatchNormalization(
+            momentum=networks.BN_MOMENTUM)), ("fused (tf_causalnl.layers)", fused)):
+        networks._batch_norm = maker
+        try:
+            models[name] = _causalnl()
+        finally:
+            networks._batch_norm = fused
+    dataset = _one_batch(x, y, batch)
+    times = {name: [] for name in models}
+    for model in models.values():
+        model.fit(dataset, epochs=1, steps_per_epoch=3, verbose=0)
+    for repeat in range(repeats):
+        for name in list(models)[::1 if repeat % 2 == 0 else -1]:
+            models[name].fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[_StepTimer(times[name])])
+    medians = {name: 1000 * float(np.median(t)) for name, t in times.items()}
+    for name, ms in medians.items():
+        print(f"{name:28s} {ms:7.1f} ms per step (median of {len(times[name])})")
+    fused_ms, keras_ms = medians["fused (tf_causalnl.layers)"], medians["Keras' BatchNormalization"]
+    print(f"fused / Keras: {fused_ms / keras_ms:.3f}")
+
+
+def _causalnl() -> CausalNL:
+    """CausalNL as the benchmark's flags set it: --classifier, --vae_width; compiled with Adam."""
+    model = CausalNL(networks.build_classifier(_CLASSIFIER.value, (28, 28, 1), 10), forget_rate=0.45,
+                     vae_width=_VAE_WIDTH.value)
+    model.compile("adam", jit_compile=_JIT.value)
+    return model
+
+
+def _one_batch(x, y, batch) -> tf.data.Dataset:
+    """The first `batch` images and labels, scaled, repeated: training without input-pipeline cost."""
+    return tf.data.Dataset.from_tensors((tf.cast(x[:batch], tf.float32) / 255.0,
+                                         tf.constant(y[:batch], tf.int32))).repeat()
+
+
+def _time_one(contender: dict, x, y, steps: int, batch: int) -> dict:
+    """Median ms per training step (each step timed alone, after 3 warm-up steps) and peak RSS."""
+    name, kwargs = TABLE_CLASSIFIERS[contender["classifier"]]
+    with networks.precision(contender["precision"]):
+        classifier = networks.build_classifier(name, (28, 28, 1), 10, **kwargs)
+        model = (baselines.NoisyLabelClassifier(classifier) if contender["model"] == "CE" else
+                 CausalNL(classifier, forget_rate=0.45, vae_width=contender["vae_width"]))
+    model.compile("adam", jit_compile=contender["jit_compile"])
+    dataset = _one_batch(x, y, batch)
+    model.fit(dataset, epochs=1, steps_per_epoch=3, verbose=0)
+    times = []
+    model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[_StepTimer(times)])
+    ms = 1000 * float(np.median(times))
+    return {**contender, "ms": ms, "examples_per_s": 1000 * batch / ms,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _table(steps: int, batch: int) -> None:
+    """Each contender in its own process; prints a Markdown table and the CausalNL/CE ratios."""
+    jit = _JIT.value
+    contenders = [{"model": "CE", "classifier": c, "precision": p, "vae_width": None, "jit_compile": jit}
+                  for p in _PRECISIONS.value for c in _CLASSIFIERS.value]
+    contenders += [{"model": "CausalNL", "classifier": c, "precision": p, "vae_width": w, "jit_compile": jit}
+                   for p in _PRECISIONS.value for c in _CLASSIFIERS.value for w in (32, 16)]
+    print(f"batch {batch}, median of {steps} steps after 3 warm-up steps, XLA {'on' if jit else 'off'}")
+    print("| model | classifier | precision | VAE width | ms/step | examples/s | peak RSS (MB) | CausalNL/CE throughput |")
+    print("|---|---|---|---|---|---|---|---|")
+    ce_rates = {}
+    for contender in contenders:
+        output = subprocess.run([sys.executable, __file__, f"--one={json.dumps(contender)}", f"--steps={steps}",
+                                 f"--batch_size={batch}"], capture_output=True, text=True, check=True).stdout
+        row = json.loads(output.strip().splitlines()[-1])
+        key = (row["classifier"], row["precision"])
+        if row["model"] == "CE":
+            ce_rates[key] = row["examples_per_s"]
+        ratio = f"{row['examples_per_s'] / ce_rates[key]:.3f}" if row["model"] == "CausalNL" and key in ce_rates else ""
+        print(f"| {row['model']} | {row['classifier']} | {row['precision']} | {row['vae_width'] or ''} | "
+              f"{row['ms']:.0f} | {row['examples_per_s']:.1f} | {row['peak_rss_mb']:.0f} | {ratio} |", flush=True)
+
+
 def main(argv):
     del argv
+    if _ONE.value:
+        x, y, _ = _fashion_mnist()
+        print(json.dumps(_time_one(json.loads(_ONE.value), x, y, _STEPS.value, _BATCH.value)))
+        return
     x, y, source = _fashion_mnist()
     steps, repeats, batch = _STEPS.value, _REPEATS.value, _BATCH.value
     print(f"data: {source}; classifier: {_CLASSIFIER.value}; batch {batch}; "
@@ -201,6 +362,15 @@ def main(argv):
         return
     if _PROFILE.value:
         _profile(x, y, steps, repeats, batch)
+        return
+    if _TABLE.value:
+        _table(steps, batch)
+        return
+    if _TRACE.value:
+        _trace(x, y, steps, batch, _TRACE.value)
+        return
+    if _BATCH_NORM.value:
+        _batch_norm_cost(x, y, steps, repeats, batch)
         return
 
     n = steps * batch
