@@ -38,7 +38,8 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["tf_causalnl", "tf_causalnl.*"]),
     install_requires=INSTALL_REQUIRES,
     # pandas: LabelIssues.to_dataframe, for users who ask for a frame (and its
-    # test). pytest-xdist: the suite runs in two processes (pytest.ini). benchmark: what scripts/label_issues_benchmark.py compares with.
+    # test). pytest-xdist: the suite runs in two processes (pytest.ini).
+    # benchmark: what scripts/label_issues_benchmark.py compares with.
     extras_require={"dev": ["pytest>=8", "pytest-xdist>=3.5,<4", "pandas>=2.1,<4"],
                     "benchmark": ["cleanlab==2.9.0", "pandas>=2.1,<4"]},
     license="Apache-2.0",
