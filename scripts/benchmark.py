@@ -7,7 +7,7 @@ pipeline against pre-batched in-memory tensors, and noise synthesis time.
     python scripts/benchmark.py --profile [--vae_width 16]
     python scripts/benchmark.py --table [--classifiers small_cnn,resnet18_imagenet] [--precisions float32]
     python scripts/benchmark.py --trace runs/trace [--steps 10]
-    python scripts/benchmark.py --batch_norm [--steps 4] [--repeats 16]
+    python scripts/benchmark.py --batch_norm [--steps 8] [--repeats 8]
 
 `--check_inputs` measures instead what `fit()`'s per-batch input checks
 (`validation.checked_dataset`) cost on the training pipeline, for CausalNL
@@ -24,8 +24,7 @@ CausalNL/CE throughput ratio; `resnet18_cifar` and `resnet18_imagenet` are
 ResNet-18 with the 3x3 stem and with torchvision's 7x7 stem and max-pool.
 `--batch_norm` times CausalNL's step with Keras' BatchNormalization against
 the fused `tf_causalnl.layers.BatchNormalization` the networks use, the two
-models in one process, alternating every `--steps` steps for `--repeats`
-rounds (the median of each step timed alone). `--trace DIR` records
+models in one process, alternating as every comparison here does. `--trace DIR` records
 TensorFlow's profiler trace of `--steps` CausalNL steps into DIR (for
 TensorBoard's profile tab) and, where xprof is installed (`pip install
 xprof`), prints the busy time per op type and per network. `--jit_compile`
@@ -216,8 +215,7 @@ def _profile(x, y, steps, repeats, batch):
         print(f"{name:30s} forward {ms_forward:7.1f} ms | forward + backward {ms_both:7.1f} ms")
     print(f"{'sum of the 4 (one branch)':30s} forward {total_forward:7.1f} ms | forward + backward {total_both:7.1f} ms;"
           f" x2 branches {2 * total_both:.1f} ms")
-    dataset = tf.data.Dataset.from_tensors((images, tf.constant(y[:batch], tf.int32))).repeat()
-    rate = _examples_per_second({"CausalNL": (model, dataset)}, steps, repeats, batch)["CausalNL"]
+    rate = _examples_per_second({"CausalNL": (model, _one_batch(x, y, batch))}, steps, repeats, batch)["CausalNL"]
     print(f"{'whole training step (fit)':30s} {1000 * batch / rate:7.1f} ms ({rate:.1f} ex/s)")
 
 
@@ -268,28 +266,21 @@ class _StepTimer(keras.callbacks.Callback):
 
 
 def _batch_norm_cost(x, y, steps, repeats, batch):
-    """Median ms per CausalNL step with Keras' BatchNormalization and with the fused one, alternating."""
+    """CausalNL's step with Keras' BatchNormalization and with the fused one, alternating."""
     fused = networks._batch_norm  # the networks' batch-norm maker; swapped for Keras' layer while building
-    models = {}
+    contenders = {}
     for name, maker in (("Keras' BatchNormalization", lambda: keras.layers.BatchNormalization(
             momentum=networks.BN_MOMENTUM)), ("fused (tf_causalnl.layers)", fused)):
         networks._batch_norm = maker
         try:
-            models[name] = _causalnl()
+            contenders[name] = (_causalnl(), _one_batch(x, y, batch))
         finally:
             networks._batch_norm = fused
-    dataset = _one_batch(x, y, batch)
-    times = {name: [] for name in models}
-    for model in models.values():
-        model.fit(dataset, epochs=1, steps_per_epoch=3, verbose=0)
-    for repeat in range(repeats):
-        for name in list(models)[::1 if repeat % 2 == 0 else -1]:
-            models[name].fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[_StepTimer(times[name])])
-    medians = {name: 1000 * float(np.median(t)) for name, t in times.items()}
-    for name, ms in medians.items():
-        print(f"{name:28s} {ms:7.1f} ms per step (median of {len(times[name])})")
-    fused_ms, keras_ms = medians["fused (tf_causalnl.layers)"], medians["Keras' BatchNormalization"]
-    print(f"fused / Keras: {fused_ms / keras_ms:.3f}")
+    rates = _examples_per_second(contenders, steps, repeats, batch)
+    for name, rate in rates.items():
+        print(f"{name:28s} {1000 * batch / rate:7.1f} ms per step ({rate:.1f} ex/s)")
+    keras_rate, fused_rate = rates.values()
+    print(f"fused / Keras (time per step): {keras_rate / fused_rate:.3f}")
 
 
 def _causalnl() -> CausalNL:
@@ -352,8 +343,11 @@ def main(argv):
         x, y, _ = _fashion_mnist()
         print(json.dumps(_time_one(json.loads(_ONE.value), x, y, _STEPS.value, _BATCH.value)))
         return
-    x, y, source = _fashion_mnist()
     steps, repeats, batch = _STEPS.value, _REPEATS.value, _BATCH.value
+    if _TABLE.value:  # each contender loads the data in its own process
+        _table(steps, batch)
+        return
+    x, y, source = _fashion_mnist()
     print(f"data: {source}; classifier: {_CLASSIFIER.value}; batch {batch}; "
           f"{steps} steps x {repeats} repeats; {os.cpu_count()} CPUs; "
           f"TF {tf.__version__}, Keras {keras.__version__}")
@@ -362,9 +356,6 @@ def main(argv):
         return
     if _PROFILE.value:
         _profile(x, y, steps, repeats, batch)
-        return
-    if _TABLE.value:
-        _table(steps, batch)
         return
     if _TRACE.value:
         _trace(x, y, steps, batch, _TRACE.value)

@@ -4,8 +4,8 @@
 Keras 3 normalises with `tf.nn.moments` and `tf.nn.batch_normalization`, a
 dozen element-wise ops forward and more backward, where `FusedBatchNormV3`
 is one op each way (oneDNN's on a CPU). Same variables, same config, same
-numbers up to float round-off; it halves batch norm's time and cuts about
-a tenth of a CausalNL step (docs/SPEED.md).
+numbers up to float round-off (docs/SPEED.md measures what it does to a
+CausalNL step).
 """
 
 import keras
