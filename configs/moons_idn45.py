@@ -9,8 +9,8 @@ Try another dimension of Z with --config.model.z_dim=2, or fewer seeds with
 --config.moons.seeds=0,1.
 """
 
-from tf_causalnl import moons
+from tf_causalnl.config import moons_config
 
 
 def get_config():
-    return moons.moons_config()
+    return moons_config()

@@ -5,7 +5,7 @@ seeded 4,000-image subset of the training set (20% of it held out, with its
 noisy labels, as the objective's validation split), 4 epochs with the forget
 rate ramped over 2, the VAE's first layer 16 maps wide, and the first 5,000
 clean test images for the clean accuracy logged beside the objective. Twelve
-random-search trials over the space of `tuning.tune_section()` (β0-β3 and the
+random-search trials over the space of `tune_section()` (β0-β3 and the
 learning rate a decade either side of the defaults, z_dim 1-128, forget rate
 0.3/0.45/0.6/auto) take about half an hour here (docs/RESULTS.md).
 
@@ -13,8 +13,7 @@ learning rate a decade either side of the defaults, z_dim 1-128, forget rate
         --workdir runs/tune_fmnist_idn45_cpu --max_trials=12
 """
 
-from tf_causalnl import tuning
-from tf_causalnl.config import base_config
+from tf_causalnl.config import base_config, tune_section
 
 
 def get_config():
@@ -28,7 +27,7 @@ def get_config():
     config.train.epochs = 4
     config.train.verbose = 0
 
-    config.tune = tuning.tune_section()
+    config.tune = tune_section()
     # With 7 searched values, Bayesian optimisation draws its first 21 trials
     # at random anyway; at this budget random search is what runs.
     config.tune.algorithm = "random"

@@ -44,8 +44,7 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tf_env  # noqa: F401, E402  (first: TensorFlow's environment before it loads)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -53,6 +52,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from tf_causalnl import CausalNL, baselines, data, networks, noise, validation  # noqa: E402
+from tf_causalnl.networks import layers  # noqa: E402
 
 _CLASSIFIER = flags.DEFINE_string("classifier", "small_cnn", "A name in networks.CLASSIFIERS.")
 _STEPS = flags.DEFINE_integer("steps", 40, "Training steps per measurement.")
@@ -267,15 +267,15 @@ class _StepTimer(keras.callbacks.Callback):
 
 def _batch_norm_cost(x, y, steps, repeats, batch):
     """CausalNL's step with Keras' BatchNormalization and with the fused one, alternating."""
-    fused = networks._batch_norm  # the networks' batch-norm maker; swapped for Keras' layer while building
+    fused = layers.batch_norm  # every network's batch-norm maker; swapped for Keras' layer while building
     contenders = {}
     for name, maker in (("Keras' BatchNormalization", lambda: keras.layers.BatchNormalization(
-            momentum=networks.BN_MOMENTUM)), ("fused (tf_causalnl.layers)", fused)):
-        networks._batch_norm = maker
+            momentum=networks.BN_MOMENTUM)), ("fused (tf_causalnl.networks.layers)", fused)):
+        layers.batch_norm = maker
         try:
             contenders[name] = (_causalnl(), _one_batch(x, y, batch))
         finally:
-            networks._batch_norm = fused
+            layers.batch_norm = fused
     rates = _examples_per_second(contenders, steps, repeats, batch)
     for name, rate in rates.items():
         print(f"{name:28s} {1000 * batch / rate:7.1f} ms per step ({rate:.1f} ex/s)")

@@ -7,15 +7,12 @@ Writes <base_dir>/<model_name>/<version>/ (the next free version unless
 --version is given) and prints its path; docs/SERVING.md shows how to serve it.
 """
 
-import os
 
-# As in scripts/train.py: TensorFlow's fast oneDNN CPU kernels, fewer log lines.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tf_env  # noqa: F401, E402  (first: TensorFlow's environment before it loads)
 
 from absl import app, flags  # noqa: E402
+from tf_causalnl.export import serving
 
-from tf_causalnl import export  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a finished scripts/train.py run.")
 _BASE_DIR = flags.DEFINE_string("base_dir", None, "Folder of TF Serving models, e.g. exports.")
@@ -28,7 +25,7 @@ flags.mark_flags_as_required(["workdir", "base_dir"])
 
 def main(argv):
     del argv
-    print(export.export_run(_WORKDIR.value, _BASE_DIR.value, _MODEL_NAME.value, _VERSION.value))
+    print(serving.export_run(_WORKDIR.value, _BASE_DIR.value, _MODEL_NAME.value, _VERSION.value))
 
 
 if __name__ == "__main__":

@@ -16,15 +16,12 @@ Two processes share a grid on a 2-core machine with `--num_shards=2` and
 
 import os
 
-# As in scripts/train.py: oneDNN CPU kernels must be asked for before
-# TensorFlow is imported.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tf_env  # noqa: F401, E402  (first: TensorFlow's environment before it loads)
 
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
+from tf_causalnl.experiments import grid, grid_report
 
-from tf_causalnl import grid  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a grid config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the grid's runs and results.")
@@ -39,7 +36,7 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
     del argv
     if _REPORT_ONLY.value:
-        table = grid.report(_WORKDIR.value, _CONFIG.value)
+        table = grid_report.report(_WORKDIR.value, _CONFIG.value)
     elif _CONFIG.value is None:
         raise app.UsageError("--config is required unless --report_only is given.")
     else:

@@ -9,17 +9,13 @@ that the given label is wrong, from q(Y|X) and T(x); baselines by their
 classifier's self-confidence (--score chooses; see tf_causalnl.label_issues).
 """
 
-import os
 import sys
 
-# TensorFlow leaves its oneDNN CPU kernels off on some CPUs unless asked before
-# it is imported.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tf_env  # noqa: F401, E402  (first: TensorFlow's environment before it loads)
 
 from absl import app, flags  # noqa: E402
 
-from tf_causalnl import issue_report  # noqa: E402
+from tf_causalnl.experiments import issue_report  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a run made by scripts/train.py.")
 _SCORE = flags.DEFINE_enum("score", None, ["posterior", "self_confidence", "normalized_margin"],

@@ -43,10 +43,7 @@ import json
 import os
 import time
 
-# TensorFlow leaves its oneDNN CPU kernels off on some CPUs unless asked before
-# it is imported.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tf_env  # noqa: F401, E402  (first: TensorFlow's environment before it loads)
 
 import keras  # noqa: E402
 import ml_collections  # noqa: E402
@@ -59,9 +56,11 @@ from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
 from sklearn.model_selection import StratifiedKFold  # noqa: E402
 
 from tf_causalnl import config as config_lib  # noqa: E402
-from tf_causalnl import data, grid, label_issues, noise, training  # noqa: E402
+from tf_causalnl import data, noise, training  # noqa: E402
+from tf_causalnl.reports import label_issues
 from tf_causalnl.checkpoints import write_bytes  # noqa: E402
-from tf_causalnl.pictures import load_run_model  # noqa: E402
+from tf_causalnl.checkpoints import load_run_model  # noqa: E402
+from tf_causalnl.experiments import grid_cells
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/label_issues_benchmark", "Where models and results go.")
 _MODELS_FROM = flags.DEFINE_string("models_from", "", "A grid work directory whose cells to reuse.")
@@ -113,7 +112,7 @@ def cell_dir(cell) -> str:
     if _MODELS_FROM.value:
         reused = os.path.join(_MODELS_FROM.value, cell.workdir)
         with open(os.path.join(_MODELS_FROM.value, "grid_config.json")) as f:
-            in_grid = cell in grid.cells(ml_collections.ConfigDict(json.load(f)))
+            in_grid = cell in grid_cells.cells(ml_collections.ConfigDict(json.load(f)))
         while in_grid and not os.path.exists(os.path.join(reused, "results.json")):
             print(f"waiting for the grid's cell {reused}", flush=True)
             time.sleep(60)
@@ -125,8 +124,8 @@ def cell_dir(cell) -> str:
 def trained_model(base, cell):
     directory = cell_dir(cell)
     if not os.path.exists(os.path.join(directory, "results.json")):
-        training.train(grid.cell_config(base, cell, _estimates_dir()), directory)
-    return load_run_model(directory), directory
+        training.train(grid_cells.cell_config(base, cell, _estimates_dir()), directory)
+    return load_run_model(directory, unfinished_ok=True), directory
 
 
 def cross_validated_probabilities(config, dataset, given, folds, path) -> np.ndarray:
@@ -155,8 +154,8 @@ def cross_validated_probabilities(config, dataset, given, folds, path) -> np.nda
 
 def measure(base, noise_type, rate, seed) -> list[dict]:
     """The rows of one case and seed: one per detector, plus the T(x) and noise-rate rows."""
-    cells = {m: grid.Cell(m, grid.ORACLE, noise_type, rate, seed) for m in ("causalnl", "coteaching")}
-    config = grid.cell_config(base, cells["causalnl"], _estimates_dir())
+    cells = {m: grid_cells.Cell(m, grid_cells.ORACLE, noise_type, rate, seed) for m in ("causalnl", "coteaching")}
+    config = grid_cells.cell_config(base, cells["causalnl"], _estimates_dir())
     dataset, given, report = training.load_noisy_data(config)
     causalnl, directory = trained_model(base, cells["causalnl"])
     saved = np.load(os.path.join(directory, "noisy_labels.npy"))

@@ -9,13 +9,12 @@ seed), and prints the table.
 
 import os
 
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tf_env  # noqa: F401, E402  (first: TensorFlow's environment before it loads)
 
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from tf_causalnl import moons  # noqa: E402
+from tf_causalnl.experiments import moons  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/moons_idn45.py", "A moons config file.")
 _OUT = flags.DEFINE_string("out", "runs/moons", "Directory for the figure and the tables.")

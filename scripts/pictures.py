@@ -8,17 +8,13 @@ estimated noisy-label transition beside the true one. The data are rebuilt
 from the run's config.json and the model is read from model.keras.
 """
 
-import os
 import sys
 
-# TensorFlow leaves its oneDNN CPU kernels off on some CPUs unless asked before
-# it is imported.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tf_env  # noqa: F401, E402  (first: TensorFlow's environment before it loads)
 
 from absl import app, flags  # noqa: E402
+from tf_causalnl.experiments import run_reports
 
-from tf_causalnl import pictures  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a run made by scripts/train.py.")
 flags.mark_flags_as_required(["workdir"])
@@ -27,7 +23,7 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
     del argv
     try:
-        paths = pictures.pictures_from_workdir(_WORKDIR.value)
+        paths = run_reports.pictures_from_workdir(_WORKDIR.value)
     except FileNotFoundError as error:  # not a run's work directory: say what to do, no traceback
         sys.exit(f"error: {error}")
     for path in paths:

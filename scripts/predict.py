@@ -12,13 +12,11 @@ probability_0..probability_{K-1}.
 
 import os
 
-# As in scripts/train.py: TensorFlow's fast oneDNN CPU kernels, fewer log lines.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tf_env  # noqa: F401, E402  (first: TensorFlow's environment before it loads)
 
 from absl import app, flags  # noqa: E402
+from tf_causalnl.export import predict
 
-from tf_causalnl import export  # noqa: E402
 
 _MODEL = flags.DEFINE_string("model", None, "Run directory, SavedModel version directory or model folder.")
 _INPUTS = flags.DEFINE_string("inputs", None, "A .npy file of images or a folder of PNG/JPEG images.")
@@ -29,7 +27,7 @@ flags.mark_flags_as_required(["model", "inputs", "output"])
 
 def main(argv):
     del argv
-    rows = export.predict_to_csv(_MODEL.value, _INPUTS.value, _OUTPUT.value, _BATCH_SIZE.value)
+    rows = predict.predict_to_csv(_MODEL.value, _INPUTS.value, _OUTPUT.value, _BATCH_SIZE.value)
     print(f"wrote {rows} predictions to {os.path.abspath(_OUTPUT.value)}")
 
 

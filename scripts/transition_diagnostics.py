@@ -12,15 +12,16 @@ per clean class beside the true class-level transition.
 
 import os
 
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tf_env  # noqa: F401, E402  (first: TensorFlow's environment before it loads)
 
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from tf_causalnl import config as config_lib  # noqa: E402
-from tf_causalnl import grid, label_issues, noise, training  # noqa: E402
-from tf_causalnl.pictures import load_run_model  # noqa: E402
+from tf_causalnl import noise, training  # noqa: E402
+from tf_causalnl.reports import label_issues
+from tf_causalnl.checkpoints import load_run_model  # noqa: E402
+from tf_causalnl.experiments import grid_cells
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/fmnist_grid_cpu3", "A CPU-protocol grid work directory.")
 _RATE = flags.DEFINE_float("rate", 0.2, "The IDN rate of the cell.")
@@ -29,10 +30,10 @@ _SEED = flags.DEFINE_integer("seed", 0, "The seed of the cell.")
 
 def main(argv):
     del argv
-    cell = grid.Cell("causalnl", grid.ORACLE, "idn", _RATE.value, _SEED.value)
-    config = grid.cell_config(config_lib.cpu_protocol(), cell)
+    cell = grid_cells.Cell("causalnl", grid_cells.ORACLE, "idn", _RATE.value, _SEED.value)
+    config = grid_cells.cell_config(config_lib.cpu_protocol(), cell)
     dataset, given, report = training.load_noisy_data(config)
-    model = load_run_model(os.path.join(_WORKDIR.value, cell.workdir))
+    model = load_run_model(os.path.join(_WORKDIR.value, cell.workdir), unfinished_ok=True)
     issues = label_issues.find_label_issues(model, dataset.x_train, given)
     clean, rows = dataset.y_train, np.arange(len(given))
     true_rows = training.true_transition_rows(config, dataset)

@@ -15,16 +15,13 @@ and KERASTUNER_ORACLE_PORT set.
 """
 
 import json
-import os
 
-# As scripts/train.py: TensorFlow's oneDNN CPU kernels, asked for before import.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tf_env  # noqa: F401, E402  (first: TensorFlow's environment before it loads)
 
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
+from tf_causalnl.experiments import tuning, tuning_config
 
-from tf_causalnl import tuning  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/tune_*.py file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the search; rerunning on it resumes.")
@@ -40,7 +37,7 @@ def main(argv):
         return
     print(json.dumps(summary, indent=2, default=str))
     if "best_config" in summary:
-        print(f"best trial {summary['best_trial']}: {tuning.OBJECTIVE} {summary[tuning.OBJECTIVE]:.4f}; "
+        print(f"best trial {summary['best_trial']}: {tuning_config.OBJECTIVE} {summary[tuning_config.OBJECTIVE]:.4f}; "
               f"train it with: python scripts/train.py --config {summary['best_config']} --workdir <dir>")
 
 

@@ -29,7 +29,7 @@ def two_cpu_strategy():
     second MirroredStrategy over the same devices could reuse its
     collective keys.
     """
-    from tf_causalnl import distribute  # noqa: PLC0415
+    from tf_causalnl.training import distribute  # noqa: PLC0415
 
     strategy = distribute.make_strategy(distribute.MIRRORED)
     assert strategy.num_replicas_in_sync == 2
@@ -64,9 +64,9 @@ def _pictures_only_where_tested(request, monkeypatch):
     tests marked `pictures` and tests/test_pictures.py cover it.
     """
     if "pictures" not in request.keywords:
-        from tf_causalnl import training  # noqa: PLC0415
+        from tf_causalnl.training import run as training_run  # noqa: PLC0415
 
-        monkeypatch.setattr(training, "write_pictures", lambda *args, **kwargs: [])
+        monkeypatch.setattr(training_run, "write_pictures", lambda *args, **kwargs: [])
 
 
 @pytest.fixture

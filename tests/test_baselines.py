@@ -8,10 +8,11 @@ import pytest
 import tensorflow as tf
 
 from tf_causalnl import networks
-from tf_causalnl.baselines import NoisyLabelClassifier, losses
-from tf_causalnl.baselines.loss_correction import Forward, Reweight, TRevision
-from tf_causalnl.baselines.mentornet import MentorNet
-from tf_causalnl.baselines.mixup import Mixup
+from tf_causalnl.baselines import NoisyLabelClassifier
+from tf_causalnl.models import baseline_losses as losses
+from tf_causalnl.models.loss_correction import Forward, Reweight, TRevision
+from tf_causalnl.models.mentornet import MentorNet
+from tf_causalnl.models.mixup import Mixup
 
 SHAPE, CLASSES = (8, 8, 1), 3
 # A 3-class symmetric-noise matrix: keep the label with 0.8, flip to each other with 0.1.

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_causalnl import CausalNL, losses, networks
-from tf_causalnl.callbacks import ForgetRateSchedule, forget_rate_at
+from tf_causalnl import CausalNL, networks
+from tf_causalnl.models import losses
+from tf_causalnl.models.callbacks import ForgetRateSchedule, forget_rate_at
 
 SHAPE, CLASSES = (8, 8, 1), 3
 

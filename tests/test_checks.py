@@ -10,8 +10,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from tf_causalnl import checks, data, grid, networks, training
+from tf_causalnl import data, networks, noise, training
 from tf_causalnl.config import base_config
+from tf_causalnl.training import checks, config_checks
+from tf_causalnl.experiments import grid
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -177,13 +179,13 @@ def test_vectors_for_a_convolutional_classifier_are_refused_before_the_work_dire
 ])
 def test_bad_values_are_refused_by_check_config_and_by_train(changes, match, monkeypatch, tmp_path):
     with pytest.raises(ValueError, match=match):
-        checks.check_config(_config(**changes))
+        config_checks.check_config(_config(**changes))
     _refused_by_train(monkeypatch, tmp_path, _config(**changes), match=match)
 
 
 def test_good_values_pass():
-    checks.check_config(_config(**{"model.forget_rate": "auto", "model.vae_depth": 2, "noise.rate": 0.0}))
-    checks.check_config(_config(**{"model.objective": "paper", "model.reconstruction_error": "mse",
+    config_checks.check_config(_config(**{"model.forget_rate": "auto", "model.vae_depth": 2, "noise.rate": 0.0}))
+    config_checks.check_config(_config(**{"model.objective": "paper", "model.reconstruction_error": "mse",
                                    "model.reconstruction_pixels": "sum", "model.detach_reconstruction": True,
                                    "model.label_gradient": 0.0, "model.selection": "per_class"}))
 
@@ -209,7 +211,7 @@ def test_check_batch_size_accepts_a_fitting_batch():
 
 
 def test_a_batch_larger_than_the_training_subset_is_refused_before_the_noise(monkeypatch, tmp_path):
-    monkeypatch.setattr(training.noise, "make_noisy_labels", pytest.fail)  # never reached
+    monkeypatch.setattr(noise, "make_noisy_labels", pytest.fail)  # never reached
     _refused_by_train(monkeypatch, tmp_path, _config(**{"train.batch_size": 128}),
                       match="train.batch_size=128 is larger than the 64 training examples")
     _refused_by_train(monkeypatch, tmp_path, _config(**{"data.train_size": 10}),
@@ -272,7 +274,7 @@ def test_an_unknown_key_lists_the_valid_keys_of_its_section(monkeypatch, tmp_pat
     match = (r"Unknown config key train.epoch: config.train has no key 'epoch'. Did you mean "
              r"train.epochs\? The valid keys of config.train are: batch_size, .*epochs, eval_batch_size")
     with pytest.raises(ValueError, match=match):
-        checks.check_config(config)
+        config_checks.check_config(config)
     _refused_by_train(monkeypatch, tmp_path, config, match=match)
 
 
@@ -281,10 +283,10 @@ def test_unknown_top_level_keys_and_sections_are_refused():
     config.epochs = 3
     with pytest.raises(ValueError, match=r"Unknown config key epochs: the config has no key 'epochs'. "
                                          r"The valid keys of the config are: data, estimate, grid, model"):
-        checks.check_config(config)
+        config_checks.check_config(config)
     config = ml_collections.ConfigDict({**_config().to_dict(), "model": 3})
     with pytest.raises(ValueError, match=r"config.model must be a section .* got 3"):
-        checks.check_config(config)
+        config_checks.check_config(config)
 
 
 def test_missing_keys_are_refused():
@@ -293,7 +295,7 @@ def test_missing_keys_are_refused():
         del config.train["epochs"]
     with pytest.raises(ValueError, match=r"config.train lacks the keys epochs; build configs from "
                                          r"tf_causalnl.config.base_config\(\)"):
-        checks.check_config(config)
+        config_checks.check_config(config)
 
 
 def test_the_grid_and_moons_sections_are_checked_too():
@@ -301,11 +303,11 @@ def test_the_grid_and_moons_sections_are_checked_too():
     config.grid = ml_collections.ConfigDict({"methods": ("ce",), "seeds": (0,), "method": "ce"})
     with pytest.raises(ValueError, match=r"Unknown config key grid.method: config.grid has no key "
                                          r"'method'. Did you mean grid.methods\?"):
-        checks.check_config(config)
+        config_checks.check_config(config)
     config = _config()
     config.moons = ml_collections.ConfigDict({"seed": 1})
     with pytest.raises(ValueError, match=r"Unknown config key moons.seed: .*Did you mean moons.seeds\?"):
-        checks.check_config(config)
+        config_checks.check_config(config)
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.py")), ids=lambda p: p.stem)
@@ -313,7 +315,7 @@ def test_every_shipped_config_passes(path):
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    checks.check_config(module.get_config())
+    config_checks.check_config(module.get_config())
 
 
 def _grid_config(methods, noise_types=("idn",), rates=(0.2,)):
@@ -402,7 +404,7 @@ def test_config_differences_ignores_sections_and_compares_as_json():
     old = _config().to_dict()
     new = _config()
     new.grid = ml_collections.ConfigDict({"seeds": (0, 1)})
-    assert checks.config_differences(old, new, ignore=("grid",)) == []
+    assert config_checks.config_differences(old, new, ignore=("grid",)) == []
     new.model.z_dim = 7
-    assert checks.config_differences(old, new) == ["grid", "model.z_dim"]
-    assert checks.config_differences(old, new, ignore=("grid", "model")) == []
+    assert config_checks.config_differences(old, new) == ["grid", "model.z_dim"]
+    assert config_checks.config_differences(old, new, ignore=("grid", "model")) == []

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_causalnl import clothing1m
+from tf_causalnl.data import clothing1m
 
 
 @pytest.mark.parametrize("in_annotations", [False, True], ids=["root", "annotations"])

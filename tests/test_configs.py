@@ -25,8 +25,12 @@ import re
 import numpy as np
 import pytest
 
-from tf_causalnl import checks, clothing1m, data, distribute, grid, training
+from tf_causalnl import data, training
+from tf_causalnl.data import clothing1m
+from tf_causalnl.training import distribute
 from tf_causalnl.config import GRID, base_config, cpu_protocol, table_1_grid
+from tf_causalnl.training import config_checks
+from tf_causalnl.experiments import grid_cells
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG_FILES = sorted((ROOT / "configs").glob("*.py"))
@@ -119,7 +123,7 @@ def train_one_step(config, workdir):
 
     if config.data.name == "fashion_mnist" and not HAS_FASHION_MNIST:
         pytest.skip("needs the FashionMNIST files: apt-get install dataset-fashion-mnist")
-    checks.check_config(config)
+    config_checks.check_config(config)
     with tfds.testing.mock_data(num_examples=BATCH):
         inputs = training.prepare_inputs(config, str(workdir))
     with distribute.make_strategy(config.train.strategy).scope():
@@ -135,9 +139,9 @@ def test_grid_configs_hold_the_papers_grid(path, argument):
     expected = table_1_grid(seeds=config.grid.seeds)
     assert config.grid.to_dict() == expected.to_dict()
     labels = len(expected.methods) + len(expected.auto_methods)
-    assert len(grid.cells(config)) == labels * len(expected.noise_rates) * len(expected.seeds)
+    assert len(grid_cells.cells(config)) == labels * len(expected.noise_rates) * len(expected.seeds)
     if "cpu" not in path.stem:  # the paper's protocol: 5 seeds, so 250 runs
-        assert config.grid.seeds == (0, 1, 2, 3, 4) and len(grid.cells(config)) == 250
+        assert config.grid.seeds == (0, 1, 2, 3, 4) and len(grid_cells.cells(config)) == 250
 
 
 @pytest.mark.parametrize("path", VARIANT_FILES, ids=_name)
@@ -152,8 +156,8 @@ def test_the_argument_picks_a_noise_rate_or_the_grid(path):
 
     # Each cell of the grid trains the default config at its own method, rate and seed.
     grid_config = load_config(path, GRID)
-    cell = grid.Cell("causalnl", grid.ORACLE, "idn", 0.45, 0)
-    trained = grid.cell_config(grid_config, cell)
+    cell = grid_cells.Cell("causalnl", grid_cells.ORACLE, "idn", 0.45, 0)
+    trained = grid_cells.cell_config(grid_config, cell)
     assert trained.train.verbose == 2
     trained.train.verbose = default.train.verbose
     assert trained.to_dict() == default.to_dict()
@@ -192,7 +196,7 @@ def test_the_long_protocol_is_the_cpu_protocol_trained_longer():
     assert config.to_dict() == protocol.to_dict()
     assert (grid_section.methods, grid_section.auto_methods, grid_section.noise_rates) == (
         ("ce", "coteaching", "causalnl"), (), (0.45, 0.5))
-    assert len(grid.cells(load_config(FOCUSED_FILES[0]))) == 3 * 2 * len(grid_section.seeds)
+    assert len(grid_cells.cells(load_config(FOCUSED_FILES[0]))) == 3 * 2 * len(grid_section.seeds)
 
 
 @pytest.mark.parametrize("path", ABLATION_FILES, ids=_name)
@@ -204,7 +208,7 @@ def test_each_ablation_variant_changes_only_its_own_keys(path):
     assert default.model.to_dict() == load_config(ROOT / "configs" / "fmnist_grid_cpu.py").model.to_dict()
     for variant, changes in module.VARIANTS.items():
         config = load_config(path, variant)
-        checks.check_config(config)
+        config_checks.check_config(config)
         assert f" {variant} " in module.__doc__ or f" {variant}; " in module.__doc__, variant
         for section in ("data", "model", "noise", "train", "estimate"):
             for key, value in config[section].items():
@@ -225,7 +229,7 @@ def test_grid_work_directories_from_before_the_new_keys_stay_compatible(tmp_path
                          ("model", "pretrained")):
         assert stored[section].pop(key) is None
     (tmp_path / "grid_config.json").write_text(json.dumps(stored))
-    grid.check_compatible(config, str(tmp_path))
+    grid_cells.check_compatible(config, str(tmp_path))
 
 
 def test_the_clothing1m_config_is_the_papers():
@@ -247,8 +251,8 @@ def test_every_config_trains_one_step(path, tmp_path, make_clothing1m, no_networ
         pytest.skip(f"the same run as {SAME_RUN_AS[path.name]}, trained there")
     config = load_config(path)
     if "grid" in config:  # a grid config: one step of its CausalNL cell
-        cell = next(c for c in grid.cells(config) if c.method == "causalnl")
-        config = grid.cell_config(config, cell)
+        cell = next(c for c in grid_cells.cells(config) if c.method == "causalnl")
+        config = grid_cells.cell_config(config, cell)
     small = shrink(config, tmp_path, make_clothing1m)
     for key in KEPT:
         assert _get(small, key) == _get(config, key), key

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_causalnl import losses, networks
-from tf_causalnl.baselines.coteaching import CoTeaching, Decoupling, decoupling_losses, disagreement_mask
+from tf_causalnl import networks
+from tf_causalnl.models import losses
+from tf_causalnl.models.coteaching import CoTeaching
+from tf_causalnl.models.decoupling import Decoupling, decoupling_losses, disagreement_mask
 
 SHAPE, CLASSES = (8, 8, 1), 3
 

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tf_causalnl import data
+from tf_causalnl.data import sources
 
 
 def idx_bytes(array: np.ndarray, type_code: int = 0x08) -> bytes:
@@ -149,7 +150,7 @@ def test_load_fashion_mnist_default_dir_falls_back_to_tfds(
         tmp_path, monkeypatch, caplog, no_network):
     import tensorflow_datasets as tfds
 
-    monkeypatch.setattr(data, "DEFAULT_FASHION_MNIST_DIR", str(tmp_path))
+    monkeypatch.setattr(sources, "DEFAULT_FASHION_MNIST_DIR", str(tmp_path))
     with caplog.at_level(logging.WARNING), tfds.testing.mock_data(num_examples=5):
         ds = data.load_fashion_mnist()
     assert "through TFDS" in caplog.text and str(tmp_path) in caplog.text
@@ -160,8 +161,8 @@ def test_load_fashion_mnist_default_dir_falls_back_to_tfds(
 def test_load_fashion_mnist_fallback_download_fails(tmp_path, monkeypatch):
     def offline(name, data_dir=None):
         raise ConnectionError("Temporary failure in name resolution")
-    monkeypatch.setattr(data, "DEFAULT_FASHION_MNIST_DIR", str(tmp_path))
-    monkeypatch.setattr(data, "load_tfds", offline)
+    monkeypatch.setattr(sources, "DEFAULT_FASHION_MNIST_DIR", str(tmp_path))
+    monkeypatch.setattr(sources, "load_tfds", offline)
     with pytest.raises(FileNotFoundError, match=(
             r"not in .* TFDS download failed \(ConnectionError.*"
             r"apt-get install dataset-fashion-mnist")):

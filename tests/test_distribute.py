@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_causalnl import CausalNL, data, distribute, distributions, losses, training
+from tf_causalnl import CausalNL, data, training
+from tf_causalnl.training import distribute
+from tf_causalnl.models import distributions, losses
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("train_job", ROOT / "tests" / "train_job.py")

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_causalnl import CausalNL, baselines, export, networks
+from tf_causalnl import CausalNL, baselines, networks
+from tf_causalnl.export import predict, serving
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -55,7 +56,7 @@ def run(tmp_path_factory):
     model.save(workdir / "model.keras")
     config = {"data": {"name": "tiny"}, "model": {"method": "causalnl"}}
     (workdir / "config.json").write_text(json.dumps(config))
-    version_dir = export.export_classifier(model, root / "exports", "causalnl")
+    version_dir = serving.export_classifier(model, root / "exports", "causalnl")
     return model, workdir, pathlib.Path(version_dir)
 
 
@@ -65,8 +66,8 @@ def test_layout_version_numbering_and_refusing_an_existing_version(run, tmp_path
     model = baselines.NoisyLabelClassifier(_classifier())
     (tmp_path / "m" / "2").mkdir(parents=True)  # an earlier version
     (tmp_path / "m" / ".export-left-by-a-kill.tmp").mkdir()  # not a version
-    paths = [export.export_classifier(model, tmp_path, "m"),  # one more than the largest
-             export.export_classifier(model.classifier, tmp_path, "m", version=7)]
+    paths = [serving.export_classifier(model, tmp_path, "m"),  # one more than the largest
+             serving.export_classifier(model.classifier, tmp_path, "m", version=7)]
     assert paths == [str(tmp_path / "m" / "3"), str(tmp_path / "m" / "7")]
     umask = os.umask(0o022)
     os.umask(umask)
@@ -74,14 +75,14 @@ def test_layout_version_numbering_and_refusing_an_existing_version(run, tmp_path
         assert {"saved_model.pb", "variables"} <= set(os.listdir(path))
         assert os.stat(path).st_mode & 0o777 == 0o777 & ~umask  # readable by a server as another user
     with pytest.raises(FileExistsError, match=r"m/7 already exists"):
-        export.export_classifier(model, tmp_path, "m", version=7)
+        serving.export_classifier(model, tmp_path, "m", version=7)
     with pytest.raises(FileExistsError, match=r"m/2 already exists"):
-        export.export_classifier(model, tmp_path, "m", version=2)
+        serving.export_classifier(model, tmp_path, "m", version=2)
     assert sorted(os.listdir(tmp_path / "m")) == [".export-left-by-a-kill.tmp", "2", "3", "7"]
     with pytest.raises(ValueError, match="non-negative integer"):
-        export.export_classifier(model, tmp_path, "m", version=-1)
+        serving.export_classifier(model, tmp_path, "m", version=-1)
     with pytest.raises(ValueError, match="plain folder name"):
-        export.export_classifier(model, tmp_path, "a/b")
+        serving.export_classifier(model, tmp_path, "a/b")
 
 
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
@@ -96,7 +97,7 @@ def test_a_failure_mid_export_leaves_no_version_directory(tmp_path, monkeypatch,
 
     monkeypatch.setattr(ARCHIVE, "write_out", fail_halfway)
     with pytest.raises(error, match="killed mid-export"):
-        export.export_classifier(_classifier(), tmp_path, "m", version=1)
+        serving.export_classifier(_classifier(), tmp_path, "m", version=1)
     assert written and not os.path.basename(written[0]).isdigit()
     assert os.listdir(tmp_path / "m") == []
 
@@ -109,7 +110,7 @@ def test_an_export_that_loses_a_race_takes_the_next_version(tmp_path, monkeypatc
 
     monkeypatch.setattr(ARCHIVE, "write_out", another_export_finishes_first)
     classifier = _classifier()
-    assert export.export_classifier(classifier, tmp_path, "m") == str(tmp_path / "m" / "2")
+    assert serving.export_classifier(classifier, tmp_path, "m") == str(tmp_path / "m" / "2")
     assert (tmp_path / "m" / "1" / "saved_model.pb").read_bytes() == b"theirs"
     assert (tmp_path / "m" / "2" / "saved_model.pb").read_bytes() == b"ours"
     # An explicit version that another export takes meanwhile is refused, not
@@ -119,7 +120,7 @@ def test_an_export_that_loses_a_race_takes_the_next_version(tmp_path, monkeypatc
         if theirs is None:
             monkeypatch.setattr(ARCHIVE, "write_out", lambda *args, **kwargs: (tmp_path / "m" / "1").mkdir())
         with pytest.raises(FileExistsError, match="m/1 already exists"):
-            export.export_classifier(classifier, tmp_path, "m", version=1)
+            serving.export_classifier(classifier, tmp_path, "m", version=1)
         assert os.listdir(tmp_path / "m" / "1") == (["saved_model.pb"] if theirs else [])
         assert sorted(os.listdir(tmp_path / "m")) == ["1", "2"]
 
@@ -140,38 +141,38 @@ def test_the_loaded_signatures_reject_a_wrong_dtype_or_shape(run):
 
 def test_a_vector_classifier_exports_one_float_signature(tmp_path):
     model = baselines.NoisyLabelClassifier(networks.build_mlp_classifier((2,), CLASSES))
-    version_dir = export.export_classifier(model, tmp_path, "moons")
+    version_dir = serving.export_classifier(model, tmp_path, "moons")
     signatures = tf.saved_model.load(version_dir).signatures
     assert set(signatures) == {"serving_default"}
     spec = signatures["serving_default"].structured_input_signature[1]
     assert {k: (v.dtype, tuple(v.shape)) for k, v in spec.items()} == {
         "features": (tf.float32, (None, 2))}
     x = np.random.default_rng(0).normal(size=(5, 2))
-    predictor = export.load_predictor(tmp_path / "moons")
-    class_ids, probabilities = export.predict_images(predictor, x)
+    predictor = predict.load_predictor(tmp_path / "moons")
+    class_ids, probabilities = predict.predict_images(predictor, x)
     np.testing.assert_allclose(probabilities, model.predict(x, verbose=0), atol=1e-6)
     np.testing.assert_array_equal(class_ids, probabilities.argmax(axis=-1))
     with pytest.raises(ValueError, match="folder of images needs a model of 1, 3 or 4-channel images"):
-        export.read_inputs(tmp_path, predictor.input_shape)
+        predict.read_inputs(tmp_path, predictor.input_shape)
     # A bare classifier's .keras file: its logits become probabilities too.
     model.classifier.save(tmp_path / "classifier.keras")
-    _, from_file = export.predict_images(export.load_predictor(tmp_path / "classifier.keras"), x)
+    _, from_file = predict.predict_images(predict.load_predictor(tmp_path / "classifier.keras"), x)
     np.testing.assert_allclose(from_file, probabilities, atol=1e-6)
 
 
 def test_export_run_names_the_model_after_the_method_and_explains_a_missing_model(run, tmp_path):
     model, workdir, _ = run
-    path = export.export_run(workdir, tmp_path / "exports")
+    path = serving.export_run(workdir, tmp_path / "exports")
     assert path == str(tmp_path / "exports" / "causalnl" / "1")
     (tmp_path / "unfinished").mkdir()
     (tmp_path / "unfinished" / "checkpoint.keras").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match=r"unfinished/model.keras not found: the run has not finished"):
-        export.export_run(tmp_path / "unfinished", tmp_path / "exports")
+        serving.export_run(tmp_path / "unfinished", tmp_path / "exports")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"empty/model\.keras not found: train .*scripts/train\.py"):
-        export.export_run(tmp_path / "empty", tmp_path / "exports")
+        serving.export_run(tmp_path / "empty", tmp_path / "exports")
     with pytest.raises(FileNotFoundError, match="No work directory"):
-        export.export_run(tmp_path / "missing", tmp_path / "exports")
+        serving.export_run(tmp_path / "missing", tmp_path / "exports")
     assert os.listdir(tmp_path / "exports" / "causalnl") == ["1"]
 
 
@@ -204,18 +205,18 @@ def test_predict_from_a_run_and_from_an_export_agree_on_npy_and_folder_inputs(ru
                    model.predict(np.stack([x[1], x[0], jpeg, x[3]]), verbose=0)),
     }
     for source in (workdir, version_dir.parent):  # model.keras, and the export's highest version
-        predictor = export.load_predictor(source)
+        predictor = predict.load_predictor(source)
         assert (predictor.input_shape, predictor.num_classes) == (SHAPE, CLASSES)
         for inputs, (names, probabilities) in expected.items():
-            got_names, images = export.read_inputs(tmp_path / inputs, predictor.input_shape)
-            class_ids, got = export.predict_images(predictor, images, batch_size=3)
+            got_names, images = predict.read_inputs(tmp_path / inputs, predictor.input_shape)
+            class_ids, got = predict.predict_images(predictor, images, batch_size=3)
             assert got_names == names, (source, inputs)
             assert got.dtype == np.float32 and class_ids.dtype == np.int64
             np.testing.assert_allclose(got, probabilities, atol=1e-5, err_msg=f"{source} {inputs}")
             np.testing.assert_array_equal(class_ids, got.argmax(axis=-1))
 
     output = tmp_path / "out" / "predictions.csv"
-    assert export.predict_to_csv(version_dir, folder, output) == 4
+    assert predict.predict_to_csv(version_dir, folder, output) == 4
     header, names, class_ids, probabilities = _read_csv(output)
     assert header == ["input", "class_id", "probability_0", "probability_1", "probability_2"]
     assert names == expected["folder"][0]
@@ -229,10 +230,10 @@ def test_the_highest_complete_version_is_loaded(tmp_path):
         (tmp_path / "m" / version).mkdir(parents=True)
         (tmp_path / "m" / version / "saved_model.pb").write_bytes(b"")
     (tmp_path / "m" / "11").mkdir()  # no saved_model.pb: not a SavedModel
-    assert export.latest_version_dir(tmp_path / "m") == str(tmp_path / "m" / "10")
-    assert export.latest_version_dir(tmp_path / "m" / "9") == str(tmp_path / "m" / "9")
+    assert predict.latest_version_dir(tmp_path / "m") == str(tmp_path / "m" / "10")
+    assert predict.latest_version_dir(tmp_path / "m" / "9") == str(tmp_path / "m" / "9")
     with pytest.raises(FileNotFoundError, match="not a run directory"):
-        export.latest_version_dir(tmp_path / "m" / "11")
+        predict.latest_version_dir(tmp_path / "m" / "11")
 
 
 def _write(path, array):
@@ -254,7 +255,7 @@ def _write(path, array):
 ])
 def test_bad_inputs_are_refused_before_any_work(tmp_path, make, match):
     with pytest.raises((ValueError, FileNotFoundError), match=match):
-        export.read_inputs(make(tmp_path), SHAPE)
+        predict.read_inputs(make(tmp_path), SHAPE)
 
 
 def test_a_wrong_image_size_or_broken_file_names_the_file(run, tmp_path):
@@ -262,18 +263,18 @@ def test_a_wrong_image_size_or_broken_file_names_the_file(run, tmp_path):
     (tmp_path / "big.png").write_bytes(tf.io.encode_png(_images(1, shape=(16, 12, 1))[0]).numpy())
     output = tmp_path / "out.csv"
     with pytest.raises(ValueError, match=r"big.png: image is 16x12 pixels \(height x width\); the model takes 8x8"):
-        export.predict_to_csv(run[2], tmp_path, output)
+        predict.predict_to_csv(run[2], tmp_path, output)
     assert not output.exists()
     (tmp_path / "big.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match=r"big\.png: not a readable PNG or JPEG"):
-        export.read_inputs(tmp_path, SHAPE)
+        predict.read_inputs(tmp_path, SHAPE)
     with pytest.raises(FileNotFoundError, match="not a run directory"):
-        export.load_predictor(tmp_path)
+        predict.load_predictor(tmp_path)
     with pytest.raises(FileNotFoundError, match="no such run directory or SavedModel"):
-        export.load_predictor(tmp_path / "nothing")
+        predict.load_predictor(tmp_path / "nothing")
     # The inputs are checked before the model is loaded.
     with pytest.raises(FileNotFoundError, match=r"missing\.npy: no such file"):
-        export.predict_to_csv(tmp_path / "nothing", tmp_path / "missing.npy", output)
+        predict.predict_to_csv(tmp_path / "nothing", tmp_path / "missing.npy", output)
 
 
 #: Loads an export with TensorFlow alone and saves both signatures' outputs.

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tf_causalnl import CausalNL, baselines, networks
-from tf_causalnl.callbacks import TerminateOnNonFinite
+from tf_causalnl.models.callbacks import TerminateOnNonFinite
 
 SHAPE, CLASSES, N = (8, 8, 1), 3, 32
 T3 = [[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]]

@@ -18,7 +18,8 @@ import keras
 import numpy as np
 import pytest
 
-from tf_causalnl import CausalNL, data, networks, pictures
+from tf_causalnl import CausalNL, data, networks
+from tf_causalnl.reports import probes
 
 HAS_FASHION_MNIST = os.path.exists(
     os.path.join(data.DEFAULT_FASHION_MNIST_DIR, data.FASHION_MNIST_FILES["x_train"]))
@@ -43,7 +44,7 @@ def trained():
 
 def test_reconstructions_beat_the_median_image(trained):
     model, history, x_test = trained
-    quality = pictures.reconstruction_quality(model, x_test)
+    quality = probes.reconstruction_quality(model, x_test)
     assert quality["reconstruction_l1"] < 0.85 * quality["median_image_l1"], quality
     train_l1 = history.history["reconstruction"]
     assert train_l1[-1] < 0.7 * train_l1[0], train_l1
@@ -52,7 +53,7 @@ def test_reconstructions_beat_the_median_image(trained):
 def test_reconstruction_tiles_follow_their_own_image(trained):
     """The tiles reconstructions.png shows: each closer to its own image than to most others."""
     model, _, x_test = trained
-    _, tiles = pictures.reconstruct(model, x_test[:32])
+    _, tiles = probes.reconstruct(model, x_test[:32])
     images = x_test[:32].astype(np.float32) / 255.0
     distances = np.abs(images.reshape(32, 1, -1) - tiles.reshape(1, 32, -1)).mean(axis=-1)
     own = np.diag(distances)
@@ -65,8 +66,8 @@ def test_reconstruction_quality_of_a_hand_made_example():
     for i in range(4):
         x[i].flat[i] = 255  # each image lights a different pixel: per-pixel median 0
     model = CausalNL(networks.build_small_cnn((2, 2, 1), 2), z_dim=1, vae_width=2)
-    quality = pictures.reconstruction_quality(model, x)
+    quality = probes.reconstruction_quality(model, x)
     assert quality["median_image_l1"] == pytest.approx(0.25)
     assert 0.0 <= quality["reconstruction_l1"] <= 1.0
     with pytest.raises(ValueError, match="x is empty"):
-        pictures.reconstruction_quality(model, x[:0])
+        probes.reconstruction_quality(model, x[:0])

@@ -9,8 +9,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from tf_causalnl import data, grid, training
+from tf_causalnl import data, training
 from tf_causalnl.config import base_config
+from tf_causalnl.experiments import grid, grid_cells, grid_report
 
 METRIC = "clean_test_accuracy_mean_last_10"
 
@@ -66,7 +67,7 @@ def _snapshot(directory):
 
 
 def test_cells_are_seed_major_with_auto_variants_and_directories():
-    cells = grid.cells(_grid_config())
+    cells = grid_cells.cells(_grid_config())
     assert len(cells) == 3 * 2 * 2
     assert [c.seed for c in cells] == [0] * 6 + [1] * 6
     assert [(c.label, c.noise_rate) for c in cells[:6]] == [
@@ -82,24 +83,24 @@ def test_cells_are_seed_major_with_auto_variants_and_directories():
 
 def test_malformed_grids_are_refused():
     with pytest.raises(ValueError, match="no grid section"):
-        grid.cells(base_config())
+        grid_cells.cells(base_config())
     with pytest.raises(ValueError, match=r"auto_methods \['mixup'\] are not in"):
-        grid.cells(_grid_config(auto_methods=("mixup",)))
+        grid_cells.cells(_grid_config(auto_methods=("mixup",)))
     with pytest.raises(ValueError, match="seeds is empty"):
-        grid.cells(_grid_config(seeds=()))
+        grid_cells.cells(_grid_config(seeds=()))
     with pytest.raises(ValueError, match="noise_rates has duplicates"):
-        grid.cells(_grid_config(rates=(0.2, 0.2)))
+        grid_cells.cells(_grid_config(rates=(0.2, 0.2)))
 
 
 def test_cell_config_sets_the_cell_and_drops_the_grid():
     config = _grid_config()
-    oracle, auto = grid.cells(config)[10:12]  # seed 1, rate 0.45: causalnl, causalnl (auto)
-    cell_config = grid.cell_config(config, oracle)
+    oracle, auto = grid_cells.cells(config)[10:12]  # seed 1, rate 0.45: causalnl, causalnl (auto)
+    cell_config = grid_cells.cell_config(config, oracle)
     assert "grid" not in cell_config and "grid" in config
     assert (cell_config.seed, cell_config.noise.type, cell_config.noise.rate) == (1, "idn", 0.45)
     assert (cell_config.model.method, cell_config.model.forget_rate) == ("causalnl", 0.45)
     assert cell_config.estimate.cache_dir == ""
-    auto_config = grid.cell_config(config, auto, estimate_cache_dir="/grid/estimates")
+    auto_config = grid_cells.cell_config(config, auto, estimate_cache_dir="/grid/estimates")
     assert auto_config.model.forget_rate == "auto"
     assert auto_config.estimate.cache_dir == "/grid/estimates"
     assert config.model.forget_rate == 0.45 and config.seed == 0  # the grid config is untouched
@@ -109,7 +110,7 @@ def test_run_skips_finished_cells_and_retrains_unfinished_ones(tmp_path):
     config, workdir = _grid_config(rates=(0.2,)), str(tmp_path / "grid")
     train, lines = _FakeTrain(), []
     grid.run(config, workdir, train_fn=train, log=lines.append)
-    assert [w for _, w in train.calls] == [os.path.join(workdir, c.workdir) for c in grid.cells(config)]
+    assert [w for _, w in train.calls] == [os.path.join(workdir, c.workdir) for c in grid_cells.cells(config)]
     assert train.calls[0][0].estimate.cache_dir == os.path.join(workdir, "estimates")
     assert len(lines) == 6 and lines[0].startswith("[1/6] done: ce IDN-0.2 seed 0: accuracy 80.00% in 1.5 s")
     assert "5 cells left" in lines[0] and "elapsed 0:00:0" in lines[0]
@@ -128,12 +129,12 @@ def test_markdown_table_is_mean_and_sample_std_with_the_best_in_bold(tmp_path):
     config, workdir = _grid_config(), str(tmp_path / "grid")
     grid.run(config, workdir, train_fn=_FakeTrain(), log=lambda line: None)
     # Leave causalnl at 45% with seed 0 only, and no auto variant at all.
-    for cell in grid.cells(config):
+    for cell in grid_cells.cells(config):
         if cell.method == "causalnl" and (cell.forget_rate_mode == "auto"
                                           or (cell.noise_rate, cell.seed) == (0.45, 1)):
             os.remove(os.path.join(workdir, cell.workdir, "results.json"))
 
-    table = grid.report(workdir)  # --report_only: from grid_config.json
+    table = grid_report.report(workdir)  # --report_only: from grid_config.json
     # ce 20%: 80, 82 -> 81.00 ± 1.41; causalnl 20%: 85, 86 -> 85.50 ± 0.71 (best);
     # ce 45%: 60, 70 -> 65.00 ± 7.07 (best); causalnl 45%: 62 alone.
     assert table.splitlines()[:5] == [
@@ -194,7 +195,7 @@ def test_incompatible_workdir_is_refused_and_the_grid_may_grow(tmp_path):
     with pytest.raises(ValueError, match=r"different training config \(train.epochs\)"):
         grid.run(changed, workdir, train_fn=train)
     with pytest.raises(ValueError, match="train.epochs"):
-        grid.report(workdir, changed)
+        grid_report.report(workdir, changed)
     assert train.calls == [] and _snapshot(workdir) == before
 
     # More seeds, methods and rates, and keys each cell sets, are compatible.
@@ -205,7 +206,7 @@ def test_incompatible_workdir_is_refused_and_the_grid_may_grow(tmp_path):
     assert json.load(open(os.path.join(workdir, "grid_config.json")))["grid"]["seeds"] == [0, 1]
 
     with pytest.raises(ValueError, match="not a grid work directory"):
-        grid.report(str(tmp_path / "nothing"))
+        grid_report.report(str(tmp_path / "nothing"))
 
 
 def _tiny_dataset(data_dir=None):
@@ -247,13 +248,13 @@ def test_estimate_table_compares_estimated_and_realised_rates(tmp_path):
     table = grid.run(config, workdir, train_fn=_FakeTrain(), log=lambda line: None)
     # The fake realises rate + 0.001 and estimates rate - 0.01 for the auto cells:
     # 20.10 vs 19.00 -> error 1.10 points; 45.10 vs 44.00; equal over seeds, so std 0.
-    assert grid.estimate_table(grid.collect(config, workdir)).splitlines()[2:] == [
+    assert grid_report.estimate_table(grid_report.collect(config, workdir)).splitlines()[2:] == [
         "| IDN-20% | 20.10 ± 0.00 | 19.00 ± 0.00 | 1.10 | 2 |",
         "| IDN-45% | 45.10 ± 0.00 | 44.00 ± 0.00 | 1.10 | 2 |",
     ]
     assert "estimated from the noisy labels alone" in table
     ce_only = _grid_config(methods=("ce",), auto_methods=())
-    assert grid.estimate_table(grid.collect(ce_only, workdir)) == ""
+    assert grid_report.estimate_table(grid_report.collect(ce_only, workdir)) == ""
 
 
 def test_shards_split_the_cells_between_processes(tmp_path):
@@ -261,7 +262,7 @@ def test_shards_split_the_cells_between_processes(tmp_path):
     first, second = _FakeTrain(), _FakeTrain()
     grid.run(config, workdir, train_fn=first, log=lambda line: None, shard=0, num_shards=2)
     grid.run(config, workdir, train_fn=second, log=lambda line: None, shard=1, num_shards=2)
-    everything = [os.path.join(workdir, c.workdir) for c in grid.cells(config)]
+    everything = [os.path.join(workdir, c.workdir) for c in grid_cells.cells(config)]
     assert [w for _, w in first.calls] == everything[0::2]
     assert [w for _, w in second.calls] == everything[1::2]
     # Each process reports every finished cell, its own and the other's.
@@ -279,7 +280,7 @@ def test_shipped_grid_configs_load_into_table_1_grids(name, runs):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = module.get_config()
-    cells = grid.cells(config)
+    cells = grid_cells.cells(config)
     assert len(cells) == runs
     assert set(training.METHODS) == {cell.method for cell in cells}
-    assert grid.cell_config(config, cells[-1]).model.forget_rate == "auto"
+    assert grid_cells.cell_config(config, cells[-1]).model.forget_rate == "auto"

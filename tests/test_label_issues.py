@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_causalnl import CausalNL, baselines, label_issues, networks, noise
+from tf_causalnl import CausalNL, baselines, networks, noise
+from tf_causalnl.reports import label_issues
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHAPE, CLASSES = (8, 8, 1), 3

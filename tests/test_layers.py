@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_causalnl import layers
+from tf_causalnl.networks import layers
 
 
 def _pair(**kwargs):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_causalnl import losses
+from tf_causalnl.models import losses
 
 
 def test_reconstruction_l1_is_mean_absolute_error_per_example():

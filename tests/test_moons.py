@@ -9,13 +9,14 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from tf_causalnl import moons
+from tf_causalnl.experiments import moons
+from tf_causalnl.config import MOONS_METHODS, moons_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _tiny_config(seeds=(0,)):
-    config = moons.moons_config()
+    config = moons_config()
     config.moons.train_size = 64
     config.moons.test_size = 50
     config.moons.seeds = seeds
@@ -39,7 +40,7 @@ def test_make_moons_draws_two_balanced_interleaved_half_circles():
 
 
 def test_moons_data_standardises_and_corrupts_only_training_labels():
-    config = moons.moons_config()
+    config = moons_config()
     config.moons.train_size, config.moons.test_size = 2000, 500
     d = moons.moons_data(config)
     np.testing.assert_allclose(d.x_train.mean(axis=0), 0.0, atol=1e-5)
@@ -58,7 +59,7 @@ def test_per_class_selection_escapes_the_collapse_of_global_selection_on_seed_0(
     # batch-wide small-loss rule, which confirms the collapse (docs/RESULTS.md).
     accuracy = {}
     for selection in ("global", "per_class"):
-        config = moons.moons_config()
+        config = moons_config()
         config.seed, config.train.epochs, config.model.selection = 0, 20, selection
         data = moons.moons_data(config)
         accuracy[selection] = moons.clean_accuracy(moons.train_method(config, "coteaching", data),
@@ -84,7 +85,7 @@ def test_run_trains_every_method_and_writes_the_figure_and_tables(tmp_path, monk
     lines = []
     rows = moons.run(config, str(tmp_path), log=lines.append)
 
-    assert [(r["method"], r["seed"]) for r in rows] == [(m, 3) for m in moons.METHODS]
+    assert [(r["method"], r["seed"]) for r in rows] == [(m, 3) for m in MOONS_METHODS]
     assert all(0.0 <= r["clean_test_accuracy"] <= 1.0 for r in rows)
     image = matplotlib.image.imread(tmp_path / "moons.png")
     assert image.shape[1] > 3 * image.shape[0]  # four panels side by side

@@ -12,8 +12,10 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from tf_causalnl import CausalNL, baselines, networks, pictures
+from tf_causalnl import CausalNL, baselines, networks
 from tf_causalnl.config import base_config
+from tf_causalnl.reports import pictures, probes, run_pictures
+from tf_causalnl.experiments import run_reports
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHAPE, CLASSES = (8, 8, 1), 3
@@ -37,14 +39,14 @@ def _assert_png(path, min_height=100, min_width=100):
 
 
 def _record_transition(monkeypatch):
-    """Replaces pictures.transition by a recorder of its arguments; returns what it records."""
+    """Replaces pictures.transition (as run_pictures calls it) by a recorder of its arguments; returns what it records."""
     drawn = {}
 
     def record(estimated, true_matrix, path, **kwargs):
         drawn.update(estimated=estimated, true=true_matrix, **kwargs)
         return path
 
-    monkeypatch.setattr(pictures, "transition", record)
+    monkeypatch.setattr(run_pictures, "transition", record)  # where write_pictures looks it up
     return drawn
 
 
@@ -66,13 +68,13 @@ CE_COLUMNS = ("epoch", "accuracy", "clean_accuracy", "loss", "val_accuracy", "va
 def test_confusion_counts_and_rates_match_a_hand_made_example(tmp_path):
     y_true = [0, 0, 1, 2, 2, 2]
     y_pred = [0, 1, 1, 2, 0, 2]
-    counts = pictures.confusion_counts(y_true, y_pred, 3)
+    counts = probes.confusion_counts(y_true, y_pred, 3)
     np.testing.assert_array_equal(counts, [[1, 1, 0], [0, 1, 0], [1, 0, 2]])
-    np.testing.assert_allclose(pictures.row_normalise(counts),
+    np.testing.assert_allclose(probes.row_normalise(counts),
                                [[0.5, 0.5, 0], [0, 1, 0], [1 / 3, 0, 2 / 3]])
-    np.testing.assert_array_equal(pictures.row_normalise([[0, 0], [1, 3]]), [[0, 0], [0.25, 0.75]])
+    np.testing.assert_array_equal(probes.row_normalise([[0, 0], [1, 3]]), [[0, 0], [0.25, 0.75]])
     with pytest.raises(ValueError, match=r"y_pred must lie in \[0, 3\)"):
-        pictures.confusion_counts([0], [3], 3)
+        probes.confusion_counts([0], [3], 3)
 
     path = pictures.confusion_matrix(y_true, y_pred, 3, str(tmp_path / "c.png"), class_names=("a", "b", "c"))
     _assert_png(path)
@@ -86,24 +88,24 @@ def test_confusion_counts_and_rates_match_a_hand_made_example(tmp_path):
 
 def test_flip_rate_is_the_mean_off_diagonal_mass_of_non_empty_rows():
     matrix = [[0.8, 0.2, 0.0], [0.1, 0.9, 0.0], [0.0, 0.0, 0.0]]
-    assert pictures.flip_rate(matrix) == pytest.approx(0.15)
-    assert pictures.flip_rate(np.eye(4)) == 0.0
+    assert probes.flip_rate(matrix) == pytest.approx(0.15)
+    assert probes.flip_rate(np.eye(4)) == 0.0
 
 
 def test_average_per_class_is_the_mean_of_each_class_rows():
     probabilities = [[0.6, 0.4, 0.0], [0.8, 0.0, 0.2], [0.1, 0.9, 0.0], [0.0, 0.5, 0.5]]
-    average = pictures.average_per_class(probabilities, [0, 0, 1, 0], 3)
+    average = probes.average_per_class(probabilities, [0, 0, 1, 0], 3)
     np.testing.assert_allclose(average, [[1.4 / 3, 0.9 / 3, 0.7 / 3], [0.1, 0.9, 0.0], [0, 0, 0]])
     with pytest.raises(ValueError, match=r"probabilities must have shape \(2, 3\)"):
-        pictures.average_per_class(probabilities, [0, 1], 3)
+        probes.average_per_class(probabilities, [0, 1], 3)
 
 
 def test_tile_places_each_image_in_its_row_and_column():
     images = np.arange(2 * 3).reshape(2, 3, 1, 1, 1) * np.ones((1, 1, 2, 2, 1))
-    mosaic = pictures.tile(images, pad=1, fill=-1.0)
+    mosaic = probes.tile(images, pad=1, fill=-1.0)
     assert mosaic.shape == (2 * 3 - 1, 3 * 3 - 1, 1)
     assert mosaic[3, 6, 0] == 5.0 and mosaic[0, 3, 0] == 1.0 and mosaic[2, 0, 0] == -1.0
-    assert pictures.tile(images, pad=0).shape == (4, 6, 1)
+    assert probes.tile(images, pad=0).shape == (4, 6, 1)
 
 
 # ----------------------------------------------------------------------------
@@ -113,7 +115,7 @@ def test_tile_places_each_image_in_its_row_and_column():
 def test_causalnl_transition_rows_sum_to_one_and_average_branch_one_by_hand(tmp_path):
     model = _causalnl()
     x, classes = _images(7)
-    probabilities = pictures.noisy_label_probabilities(model, x, classes, batch_size=3)
+    probabilities = probes.noisy_label_probabilities(model, x, classes, batch_size=3)
     expected = []
     for image, label in zip(x, classes):  # one example at a time, as Algorithm 1 feeds them
         image = keras.ops.convert_to_tensor(image[None].astype("float32") / 255.0)
@@ -124,7 +126,7 @@ def test_causalnl_transition_rows_sum_to_one_and_average_branch_one_by_hand(tmp_
     expected = np.array(expected)
     np.testing.assert_allclose(probabilities, expected, rtol=1e-4, atol=1e-6)
 
-    matrix = pictures.average_per_class(probabilities, classes, CLASSES)
+    matrix = probes.average_per_class(probabilities, classes, CLASSES)
     for c in range(CLASSES):
         np.testing.assert_allclose(matrix[c], expected[classes == c].mean(axis=0), rtol=1e-5)
     np.testing.assert_allclose(matrix.sum(axis=1), 1.0, rtol=1e-5)
@@ -139,7 +141,7 @@ def test_causalnl_transition_rows_sum_to_one_and_average_branch_one_by_hand(tmp_
 def test_reconstructions_use_the_predicted_class_and_the_mean_of_z(tmp_path):
     model = _causalnl()
     x, y = _images(12)
-    predicted, reconstruction = pictures.reconstruct(model, x)
+    predicted, reconstruction = probes.reconstruct(model, x)
     images = keras.ops.convert_to_tensor(x.astype("float32") / 255.0)
     np.testing.assert_array_equal(predicted, np.argmax(model.classifier(images), axis=-1))
     one_hot = keras.ops.convert_to_tensor(np.eye(CLASSES, dtype="float32")[predicted])
@@ -158,15 +160,15 @@ def test_class_samples_decode_one_hot_labels_with_seeded_gaussian_z(tmp_path):
     out = keras.layers.Reshape(SHAPE)(dense(keras.layers.Concatenate()([z_in, y_in])))
     by_class = keras.Model([z_in, y_in], out)
     dense.set_weights([np.concatenate([np.zeros((2, 64)), np.repeat([[0.1], [0.2], [0.3]], 64, axis=1)])])
-    samples = pictures.sample_images(by_class, [0, 1, 2], per_class=4)
+    samples = probes.sample_images(by_class, [0, 1, 2], per_class=4)
     assert samples.shape == (3, 4, *SHAPE)
     for c in range(CLASSES):
         np.testing.assert_allclose(samples[c], (c + 1) / 10, rtol=1e-6)
 
     decoder = _causalnl().decoders[0]
-    first, again = (pictures.sample_images(decoder, [0, 1, 2], 4, seed=3) for _ in range(2))
+    first, again = (probes.sample_images(decoder, [0, 1, 2], 4, seed=3) for _ in range(2))
     np.testing.assert_array_equal(first, again)
-    assert not np.allclose(first, pictures.sample_images(decoder, [0, 1, 2], 4, seed=4))
+    assert not np.allclose(first, probes.sample_images(decoder, [0, 1, 2], 4, seed=4))
     _assert_png(pictures.class_samples(decoder, str(tmp_path / "s.png"), per_class=5,
                                        class_names=("x", "y", "z")), min_width=200)
 
@@ -179,11 +181,11 @@ def test_class_samples_decode_one_hot_labels_with_seeded_gaussian_z(tmp_path):
 def test_training_curves_show_the_columns_the_method_logged(tmp_path, columns):
     rows = [[epoch] + [0.1 * (i + epoch) for i in range(len(columns) - 1)] for epoch in range(3)]
     _write_csv(tmp_path / "metrics.csv", columns, rows)
-    metrics = pictures.read_metrics(str(tmp_path / "metrics.csv"))
+    metrics = probes.read_metrics(str(tmp_path / "metrics.csv"))
     assert set(metrics) == set(columns)
     np.testing.assert_array_equal(metrics["epoch"], [0, 1, 2])
 
-    panels = dict(pictures.curve_panels(list(metrics)))
+    panels = dict(probes.curve_panels(list(metrics)))
     assert panels["loss"] == ["loss", "val_loss"]
     assert panels["accuracy"] == ["val_accuracy", "accuracy", "clean_accuracy"]
     if columns is CAUSALNL_COLUMNS:
@@ -197,9 +199,9 @@ def test_training_curves_show_the_columns_the_method_logged(tmp_path, columns):
 
 def test_training_curves_put_unknown_columns_in_their_own_panel_and_read_blanks_as_nan(tmp_path):
     _write_csv(tmp_path / "metrics.csv", ("epoch", "disagreement", "val_accuracy"), [[0, "", 0.5]])
-    metrics = pictures.read_metrics(str(tmp_path / "metrics.csv"))
+    metrics = probes.read_metrics(str(tmp_path / "metrics.csv"))
     assert np.isnan(metrics["disagreement"][0])
-    assert pictures.curve_panels(list(metrics)) == [("accuracy", ["val_accuracy"]),
+    assert probes.curve_panels(list(metrics)) == [("accuracy", ["val_accuracy"]),
                                                     ("other logged values", ["disagreement"])]
     _assert_png(pictures.training_curves(metrics, str(tmp_path / "curves.png")))
 
@@ -214,7 +216,7 @@ def test_write_pictures_of_a_causalnl_image_run(tmp_path):
     noisy = np.where(np.arange(40) % 4 == 0, (clean + 1) % CLASSES, clean)
     x_test, y_test = _images(12, seed=2)
     _write_csv(tmp_path / "metrics.csv", CE_COLUMNS, [[0, 0.5, 0.5, 1.0, 0.4, 1.1]])
-    written = pictures.write_pictures(str(tmp_path), model, x_test, y_test, x_train=x_train,
+    written = run_pictures.write_pictures(str(tmp_path), model, x_test, y_test, x_train=x_train,
                                       noisy_labels=noisy, clean_labels=clean, max_examples=10)
     assert [os.path.basename(p) for p in written] == list(ALL_PICTURES)
     for path in written:
@@ -229,7 +231,7 @@ def test_vector_runs_skip_the_image_pictures_and_unknown_clean_labels_use_predic
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(20, 4)).astype("float32"), rng.integers(0, CLASSES, 20)
     (tmp_path / "noise.json").write_text(json.dumps({"transition": np.eye(CLASSES).tolist()}))
-    written = pictures.write_pictures(str(tmp_path), model, x, y, x_train=x, noisy_labels=y)
+    written = run_pictures.write_pictures(str(tmp_path), model, x, y, x_train=x, noisy_labels=y)
     assert [os.path.basename(p) for p in written] == ["confusion_matrix.png", "transition.png"]
     assert "classifier's prediction" in drawn["estimate_label"]
     seen = np.any(drawn["estimated"] > 0, axis=1)  # classes the classifier predicted
@@ -248,7 +250,7 @@ def test_a_baseline_shows_the_anchor_point_estimate(tmp_path, monkeypatch):
     (tmp_path / "noise_estimate.json").write_text(json.dumps({"key": {}, "estimate": estimate}))
     x, y = _images(9)
     noisy = (y + 1) % CLASSES
-    written = pictures.write_pictures(str(tmp_path), model, x, y, x_train=x, noisy_labels=noisy,
+    written = run_pictures.write_pictures(str(tmp_path), model, x, y, x_train=x, noisy_labels=noisy,
                                       clean_labels=y)
     assert [os.path.basename(p) for p in written] == ["confusion_matrix.png", "transition.png"]
     assert drawn["estimate_label"] == "anchor-point estimate"
@@ -258,24 +260,24 @@ def test_a_baseline_shows_the_anchor_point_estimate(tmp_path, monkeypatch):
 
 def test_a_missing_or_incomplete_work_directory_says_how_to_make_one(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"There is no work directory .*scripts/train.py"):
-        pictures.pictures_from_workdir(str(tmp_path / "nowhere"))
+        run_reports.pictures_from_workdir(str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match=r"has no config.json.*scripts/train.py"):
-        pictures.pictures_from_workdir(str(tmp_path))
+        run_reports.pictures_from_workdir(str(tmp_path))
     (tmp_path / "config.json").write_text("{")
     with pytest.raises(ValueError, match="config.json is not valid JSON"):
-        pictures.pictures_from_workdir(str(tmp_path))
+        run_reports.pictures_from_workdir(str(tmp_path))
     (tmp_path / "config.json").write_text(json.dumps(base_config().to_dict()))
     with pytest.raises(FileNotFoundError, match="neither model.keras nor checkpoint.keras.*resumes"):
-        pictures.pictures_from_workdir(str(tmp_path))
+        run_reports.pictures_from_workdir(str(tmp_path))
 
 
 def test_rebuilt_noisy_labels_are_checked_against_the_saved_ones(tmp_path, caplog):
     labels = np.array([0, 1, 2, 1])
     np.save(tmp_path / "noisy_labels.npy", labels)
-    assert pictures._saved_noisy_labels(str(tmp_path), labels) is labels
-    assert pictures._saved_noisy_labels(str(tmp_path), np.array([0, 1, 2, 2])) is None
+    assert run_reports._saved_noisy_labels(str(tmp_path), labels) is labels
+    assert run_reports._saved_noisy_labels(str(tmp_path), np.array([0, 1, 2, 2])) is None
     assert "do not match the run's noisy_labels.npy (1 of 4 labels differ)" in caplog.text
-    assert pictures._saved_noisy_labels(str(tmp_path), labels[:3]) is None
+    assert run_reports._saved_noisy_labels(str(tmp_path), labels[:3]) is None
     assert "(4 saved, 3 rebuilt)" in caplog.text
 
 

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_causalnl import CausalNL, baselines, checks, networks, training
+from tf_causalnl import CausalNL, baselines, networks, training
+from tf_causalnl import transition as tf_transition
 from tf_causalnl.config import base_config
+from tf_causalnl.training import config_checks
 
 EAGER_WARNING = "ignore:Even though the `tf.config.experimental_run_functions_eagerly`"
 COMPUTE = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
@@ -38,7 +40,7 @@ def test_every_model_trains_in_16_bits_with_float32_losses(method, precision, ea
     x = rng.integers(0, 256, size=(32, 8, 8, 1), dtype=np.uint8)
     y = rng.integers(0, 3, size=32)
     t = np.eye(3) * 0.8 + 0.2 / 3
-    transition = training.transition.NoiseEstimate(t, np.full(3, 1 / 3), np.full(3, 1 / 3), 0.2)
+    transition = tf_transition.NoiseEstimate(t, np.full(3, 1 / 3), np.full(3, 1 / 3), 0.2)
     model = training.build_model(_config(method, precision), (8, 8, 1), 3, transition)
     assert keras.config.dtype_policy().name == "float32"  # the build left the global policy as it was
     assert model.classifier.layers[-1].compute_dtype == COMPUTE[precision]
@@ -60,7 +62,7 @@ def test_an_unknown_precision_is_refused_with_the_choices():
     config = _config("ce", "bfloat16")
     config.data.name = "fashion_mnist"
     with pytest.raises(ValueError, match=r"Unknown precision 'bfloat16'; choose one of .*mixed_bfloat16"):
-        checks.check_config(config)
+        config_checks.check_config(config)
     with pytest.raises(ValueError, match="precision must be one of"):
         with networks.precision("half"):
             pass

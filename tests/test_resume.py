@@ -13,7 +13,8 @@ import keras
 import numpy as np
 import pytest
 
-from tf_causalnl import callbacks, checkpoints, data, losses, training
+from tf_causalnl import checkpoints, data, training
+from tf_causalnl.models import callbacks, losses
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("train_job", ROOT / "tests" / "train_job.py")

@@ -14,8 +14,12 @@ import keras
 import numpy as np
 import pytest
 
-from tf_causalnl import CausalNL, clothing1m, data, pictures, training
+from tf_causalnl import CausalNL, data, training
+from tf_causalnl.training import estimate as training_estimate
+from tf_causalnl.training import run as training_run
+from tf_causalnl.data import clothing1m
 from tf_causalnl.config import base_config
+from tf_causalnl.experiments import run_reports
 
 #: tf.data's warning that `run_functions_eagerly` (the `eager` fixture) does not apply to it.
 EAGER_WARNING = "ignore:Even though the `tf.config.experimental_run_functions_eagerly`"
@@ -83,7 +87,7 @@ def test_train_writes_the_work_directory_and_resumes(tmp_path, monkeypatch):
     assert logs["accuracy"] == pytest.approx(accuracy[-1])
 
     # Rerunning a finished run adds nothing; with more epochs it continues.
-    monkeypatch.setattr(training, "write_pictures", lambda *args, **kwargs: [])  # drawn above
+    monkeypatch.setattr(training_run, "write_pictures", lambda *args, **kwargs: [])  # drawn above
     again = training.train(_tiny_config(epochs=2), workdir)
     assert [r["epoch"] for r in _rows(os.path.join(workdir, "metrics.csv"))] == ["0", "1"]
     assert again["clean_test_accuracy_last"] == results["clean_test_accuracy_last"]
@@ -180,7 +184,7 @@ def test_a_stale_estimate_lock_left_by_a_killed_process_is_broken(tmp_path):
     lock.write_text("")
     old = os.path.getmtime(lock) - 7200
     os.utime(lock, (old, old))
-    with training._exclusive(str(lock), stale_seconds=3600):
+    with training_estimate._exclusive(str(lock), stale_seconds=3600):
         assert lock.exists()
     assert not lock.exists()
 
@@ -224,7 +228,7 @@ def test_clothing1m_trains_on_its_real_noisy_labels(tmp_path, make_clothing1m, e
     drawn = {"training_curves.png", "confusion_matrix.png", "reconstructions.png", "class_samples.png"}
     assert set(os.listdir(workdir / "pictures")) == drawn
     (workdir / "pictures" / "confusion_matrix.png").unlink()
-    redrawn = pictures.pictures_from_workdir(str(workdir))
+    redrawn = run_reports.pictures_from_workdir(str(workdir))
     assert {os.path.basename(p) for p in redrawn} == drawn
 
 

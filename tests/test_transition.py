@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from tf_causalnl import networks, noise, transition
-from tf_causalnl.baselines.base import NoisyLabelClassifier
+from tf_causalnl.models.estimate import _KeepBestWeights
+from tf_causalnl.models.ce import NoisyLabelClassifier
 
 # Column i of T is largest at row i, so among mixtures of rows of T the anchor
 # (row i itself) has the largest class-i probability.
@@ -149,7 +150,7 @@ def _early_stopping():
 @pytest.mark.parametrize(
     "callback, kept_epoch",
     [
-        (transition._KeepBestWeights, 2),
+        (_KeepBestWeights, 2),
         # Keras 3.15 restores without an early stop too, but keeps the first tie.
         (_early_stopping, 0),
     ],

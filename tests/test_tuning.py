@@ -20,7 +20,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_causalnl import checks, data, noise, training, tuning
+from tf_causalnl import data, noise, training
+from tf_causalnl.config import tune_section
+from tf_causalnl.training import config_checks
+from tf_causalnl.experiments import tuning, tuning_config, tuning_report
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("tune_job", ROOT / "tests" / "tune_job.py")
@@ -28,7 +31,7 @@ job = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(job)
 
 COLUMNS = ["trial_id", "status", "beta0", "beta1", "beta2", "beta3", "z_dim", "learning_rate",
-           "forget_rate", tuning.OBJECTIVE, tuning.CLEAN, "seconds"]
+           "forget_rate", tuning_config.OBJECTIVE, tuning_config.CLEAN, "seconds"]
 
 
 pytestmark = [
@@ -93,11 +96,11 @@ def test_the_space_comes_from_the_config():
         assert (space[name].min_value, space[name].max_value, space[name].sampling) == (low, high, "log")
     assert space["forget_rate"].values == ["0.1", "0.2"]
     # The trial's values land in the training config, which has no tune section.
-    trained = tuning.trial_config(config, {**values, "forget_rate": "auto", "tuner/epochs": 2})
+    trained = tuning_config.trial_config(config, {**values, "forget_rate": "auto", "tuner/epochs": 2})
     assert "tune" not in trained and trained.model.forget_rate == "auto"
     assert (trained.model.beta0, trained.model.z_dim) == (values["beta0"], values["z_dim"])
     assert trained.model.beta2 == config.model.beta2
-    assert tuning.trial_config(config, {"forget_rate": "0.2"}).model.forget_rate == 0.2
+    assert tuning_config.trial_config(config, {"forget_rate": "0.2"}).model.forget_rate == 0.2
 
 
 @pytest.mark.parametrize("key, value, message", [
@@ -118,7 +121,7 @@ def test_bad_search_configs_are_refused(key, value, message):
         section = section[part]
     setattr(section, name, value)
     with pytest.raises(ValueError, match=message):
-        tuning.check_tune_config(config)
+        tuning_config.check_tune_config(config)
 
 
 @pytest.mark.parametrize("algorithm", sorted(tuning.TUNERS))
@@ -127,7 +130,7 @@ def test_each_algorithm_builds_with_the_noisy_objective(algorithm, tmp_path, eag
     hypermodel = tuning.CausalNLHyperModel(config, tuning.load_tuning_data(config, str(tmp_path)))
     tuner = tuning.make_tuner(config, hypermodel, str(tmp_path), max_trials=3)
     assert isinstance(tuner, tuning.TUNERS[algorithm])
-    assert (tuner.oracle.objective.name, tuner.oracle.objective.direction) == (tuning.OBJECTIVE, "max")
+    assert (tuner.oracle.objective.name, tuner.oracle.objective.direction) == (tuning_config.OBJECTIVE, "max")
     assert tuner.oracle.max_trials == 3
     model = hypermodel.build(tuner.oracle.get_space())
     assert isinstance(model, training.METHODS["causalnl"])
@@ -136,11 +139,11 @@ def test_each_algorithm_builds_with_the_noisy_objective(algorithm, tmp_path, eag
 def test_the_noisy_split_never_touches_clean_labels(tmp_path, monkeypatch):
     # The split is a function of the noisy labels, the fraction and the seed alone.
     noisy = np.arange(100) % 3
-    train_idx, val_idx = tuning.noisy_validation_split(noisy, 0.2, seed=0)
+    train_idx, val_idx = tuning_config.noisy_validation_split(noisy, 0.2, seed=0)
     assert len(val_idx) == 20 and len(train_idx) == 80
     assert sorted({*train_idx, *val_idx}) == list(range(100))
-    assert np.array_equal(val_idx, tuning.noisy_validation_split(noisy, 0.2, seed=0)[1])
-    assert not np.array_equal(val_idx, tuning.noisy_validation_split(noisy, 0.2, seed=1)[1])
+    assert np.array_equal(val_idx, tuning_config.noisy_validation_split(noisy, 0.2, seed=0)[1])
+    assert not np.array_equal(val_idx, tuning_config.noisy_validation_split(noisy, 0.2, seed=1)[1])
 
     # With the same noisy labels, other clean training labels change nothing the trials see.
     fixed = job.load_tiny_vectors().y_train ^ (np.arange(96) % 5 == 0)
@@ -156,7 +159,7 @@ def test_the_noisy_split_never_touches_clean_labels(tmp_path, monkeypatch):
     for name in ("x_train", "noisy_train", "x_val", "noisy_val"):
         assert np.array_equal(getattr(seen[0], name), getattr(seen[1], name)), name
     assert len(seen[0].noisy_val) == 24  # validation_fraction 0.25 of 96
-    assert np.array_equal(seen[0].noisy_val, fixed[tuning.noisy_validation_split(fixed, 0.25, 0)[1]])
+    assert np.array_equal(seen[0].noisy_val, fixed[tuning_config.noisy_validation_split(fixed, 0.25, 0)[1]])
 
 
 def test_the_best_config_trains_unchanged(search, tmp_path, eager):
@@ -167,9 +170,9 @@ def test_the_best_config_trains_unchanged(search, tmp_path, eager):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # what `--config best_config.py` does
     config = module.get_config()
-    expected = tuning.trial_config(job.config(), summary["best_values"])
+    expected = tuning_config.trial_config(job.config(), summary["best_values"])
     assert config.to_dict() == expected.to_dict() and "tune" not in config
-    checks.check_config(config)
+    config_checks.check_config(config)
     results = training.train(config, str(tmp_path / "run"))
     assert results["epochs"] == 1 and 0.0 <= results["clean_test_accuracy_last"] <= 1.0
 
@@ -181,9 +184,9 @@ def test_search_writes_trials_and_resumes(search, eager, capsys):
     assert header == COLUMNS
     assert [row["status"] for row in rows] == ["COMPLETED"] * 2
     for row in rows:
-        assert 0.0 <= float(row[tuning.OBJECTIVE]) <= 1.0 and 0.0 <= float(row[tuning.CLEAN]) <= 1.0
+        assert 0.0 <= float(row[tuning_config.OBJECTIVE]) <= 1.0 and 0.0 <= float(row[tuning_config.CLEAN]) <= 1.0
     assert summary["trials"] == 2 and summary["best_trial"] in ("0", "1")
-    assert summary[tuning.OBJECTIVE] == max(float(row[tuning.OBJECTIVE]) for row in rows)
+    assert summary[tuning_config.OBJECTIVE] == max(float(row[tuning_config.OBJECTIVE]) for row in rows)
 
     # The same command with a budget of 3 runs one trial more, keeping the first two.
     summary = tuning.tune(job.config(max_trials=2), str(workdir), max_trials=3)
@@ -199,12 +202,12 @@ def test_search_writes_trials_and_resumes(search, eager, capsys):
 
 
 def test_correlations_of_the_objective_and_clean_accuracy():
-    rows = [{tuning.OBJECTIVE: "0.1", tuning.CLEAN: "0.2"}, {tuning.OBJECTIVE: 0.2, tuning.CLEAN: 0.4},
-            {tuning.OBJECTIVE: 0.3, tuning.CLEAN: 0.5}, {tuning.OBJECTIVE: 0.4, tuning.CLEAN: ""}]
-    result = tuning.correlations(rows)  # the last row has no clean accuracy: left out
+    rows = [{tuning_config.OBJECTIVE: "0.1", tuning_config.CLEAN: "0.2"}, {tuning_config.OBJECTIVE: 0.2, tuning_config.CLEAN: 0.4},
+            {tuning_config.OBJECTIVE: 0.3, tuning_config.CLEAN: 0.5}, {tuning_config.OBJECTIVE: 0.4, tuning_config.CLEAN: ""}]
+    result = tuning_report.correlations(rows)  # the last row has no clean accuracy: left out
     assert result["trials"] == 3 and result["spearman"] == pytest.approx(1.0)
     assert result["pearson"] == pytest.approx(0.03 / np.sqrt(0.02 * 0.14 / 3), rel=1e-6)  # by hand
-    assert tuning.correlations(rows[:2]) == {}
+    assert tuning_report.correlations(rows[:2]) == {}
 
 
 def test_the_cpu_config_is_a_valid_search():
@@ -212,9 +215,9 @@ def test_the_cpu_config_is_a_valid_search():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = module.get_config()
-    tuning.check_tune_config(config)
+    tuning_config.check_tune_config(config)
     assert "python scripts/tune.py --config configs/tune_fmnist_idn45_cpu.py" in module.__doc__
-    assert config.tune.space.to_dict() == tuning.tune_section().space.to_dict()
+    assert config.tune.space.to_dict() == tune_section().space.to_dict()
 
 
 def _free_port():
@@ -249,4 +252,4 @@ def test_a_chief_and_a_worker_tune_together(tmp_path):
     _, rows = _read_csv(workdir / "trials.csv")
     assert [row["status"] for row in rows] == ["COMPLETED"]
     trial = json.loads((workdir / "search" / "trial_0" / "trial.json").read_text())
-    assert trial["status"] == "COMPLETED" and trial["metrics"]["metrics"][tuning.OBJECTIVE]
+    assert trial["status"] == "COMPLETED" and trial["metrics"]["metrics"][tuning_config.OBJECTIVE]

@@ -26,7 +26,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tf_causalnl import data, distribute, training  # noqa: E402
+from tf_causalnl import data, training  # noqa: E402
+from tf_causalnl.training import distribute
 from tf_causalnl.config import base_config  # noqa: E402
 
 NAME = "tiny_vectors"

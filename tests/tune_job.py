@@ -17,8 +17,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from tf_causalnl import data, tuning  # noqa: E402
-from tf_causalnl.config import base_config  # noqa: E402
+from tf_causalnl import data  # noqa: E402
+from tf_causalnl.config import base_config, tune_section  # noqa: E402
+from tf_causalnl.experiments import tuning
 
 NAME = "tiny_tune_vectors"
 
@@ -51,7 +52,7 @@ def config(algorithm: str = "random", max_trials: int = 2):
     config.train.batch_size = 32
     config.train.eval_batch_size = 64
     config.train.verbose = 0
-    config.tune = tuning.tune_section()
+    config.tune = tune_section()
     config.tune.algorithm = algorithm
     config.tune.max_trials = max_trials
     config.tune.validation_fraction = 0.25

@@ -17,12 +17,21 @@ the wrong epoch with the right weights; hence this callback.
 """
 
 import json
+import logging
 import os
 
 import keras
 import numpy as np
 
 STATE = "state.json"
+#: What a run's work directory holds: the final model, and the model of its
+#: last completed epoch while training has not finished.
+MODEL_FILE = "model.keras"
+CHECKPOINT_FILE = "checkpoint.keras"
+#: The command that makes (or resumes) a work directory, for error messages.
+TRAIN_COMMAND = "python scripts/train.py --config configs/<experiment>.py --workdir {}"
+
+_log = logging.getLogger(__name__)
 
 
 def write_atomically(path: str, write) -> None:
@@ -122,3 +131,37 @@ def restore(model: keras.Model, directory: str) -> int:
         model.optimizer.build(model.trainable_variables)
     model.load_weights(os.path.join(directory, state["weights"]))
     return int(state["epoch"])
+
+
+def load_run_model(workdir: str | os.PathLike, *, unfinished_ok: bool = False, compile: bool = True) -> keras.Model:
+    """The model of a run from its work directory: `model.keras`, written after its last epoch.
+
+    Args:
+      workdir: the run's work directory.
+      unfinished_ok: if training has not finished, load `checkpoint.keras`
+        (the last completed epoch) instead of refusing, and log that it did.
+      compile: passed to `keras.saving.load_model`.
+
+    Raises:
+      FileNotFoundError: no such directory, or no model in it, saying which
+        command makes or resumes it.
+    """
+    workdir = os.fspath(workdir)
+    train = TRAIN_COMMAND.format(workdir)
+    if not os.path.isdir(workdir):
+        raise FileNotFoundError(f"No work directory {workdir}: train one with `{train}`.")
+    final, checkpoint = os.path.join(workdir, MODEL_FILE), os.path.join(workdir, CHECKPOINT_FILE)
+    if os.path.isfile(final):
+        return keras.saving.load_model(final, compile=compile)
+    if os.path.isfile(checkpoint) and unfinished_ok:
+        _log.warning("%s has no %s (training did not finish); using the model of the last completed "
+                     "epoch, %s.", workdir, MODEL_FILE, CHECKPOINT_FILE)
+        return keras.saving.load_model(checkpoint, compile=compile)
+    if os.path.isfile(checkpoint):
+        raise FileNotFoundError(f"{final} not found: the run has not finished (training writes {MODEL_FILE} "
+                                "after its last epoch): rerun the same scripts/train.py command to resume it.")
+    if unfinished_ok:
+        raise FileNotFoundError(
+            f"{workdir} has neither {MODEL_FILE} nor {CHECKPOINT_FILE}: training has not completed an epoch. "
+            f"Rerun the train command that made it (`{train}`); it resumes where it stopped.")
+    raise FileNotFoundError(f"{final} not found: train a model there first with `{train}`.")

@@ -5,8 +5,10 @@ needs; command-line overrides such as `--config.noise.rate=0.5` apply on top.
 Defaults are the paper's (Section 4.1, Appendices B and C) where it gives one.
 Keys added after the first benchmark grids default to None ("unset"), so the
 grid work directories made before them stay compatible (see tf_causalnl.grid).
-A config may hold only the keys set here, plus the `grid` (tf_causalnl.grid)
-and `moons` (tf_causalnl.moons) sections: `tf_causalnl.checks.check_config`
+A config may hold only the keys set here, plus the sections of the
+experiments built on training (`grid`: `table_1_grid`, `moons`: `moons_config`,
+`tune`: `tune_section`), which live here too so that a config file needs
+neither TensorFlow nor keras-tuner to be read: `tf_causalnl.checks.check_config`
 refuses any other key (an unlocked ConfigDict would accept a misspelt one
 silently), as well as unknown names and values out of range.
 """
@@ -191,3 +193,77 @@ def apply_variant(config: ml_collections.ConfigDict, variant: str | None) -> ml_
     config.noise.rate = rate
     config.model.forget_rate = rate
     return config
+
+
+#: The methods of the two-moons illustration (`tf_causalnl.moons`), in its figure's order.
+MOONS_METHODS = ("ce", "coteaching", "mixup", "causalnl")
+
+
+def moons_config() -> ml_collections.ConfigDict:
+    """The defaults of the illustration: a training config plus a `moons` section.
+
+    MLP classifiers (two hidden layers of 64), z_dim 1, IDN-45%, Adam 1e-3.
+    No augmentation: the inputs are points. Small-loss selection per class:
+    with two classes and unbalanced noisy labels the paper's global rule can
+    select one class only and collapse onto it (docs/RESULTS.md, "Small-loss
+    selection"); the per-class rule cannot.
+    """
+    config = base_config()
+    config.model.classifier = "mlp"
+    config.model.z_dim = 1
+    config.model.forget_rate = 0.45
+    config.model.ramp_epochs = 10
+    config.model.selection = "per_class"
+    config.noise.rate = 0.45
+    config.data.augment = False
+    config.train.epochs = 100
+    config.train.batch_size = 64
+    config.moons = ml_collections.ConfigDict()
+    config.moons.train_size = 1000
+    config.moons.test_size = 2000
+    config.moons.spread = 0.1
+    config.moons.seeds = (0, 1, 2, 3, 4)
+    config.moons.methods = MOONS_METHODS
+    return config
+
+
+def tune_section() -> ml_collections.ConfigDict:
+    """The `tune` section with every key and its default.
+
+    Keys:
+      algorithm: "random", "bayesian" or "hyperband" (`tuning.TUNERS`).
+      max_trials: the trial budget (`--max_trials` overrides it); for
+        Hyperband too, where it caps the trials of its brackets.
+      validation_fraction: share of the training set held out, with its
+        noisy labels, for the objective.
+      clean_test: also log the clean test accuracy of each trial.
+      hyperband_factor: Hyperband's reduction factor; its `max_epochs` is
+        `train.epochs`.
+      space: what is searched. beta0-3, z_dim and learning_rate are
+        (low, high) ranges sampled on a log scale (z_dim as an integer);
+        forget_rate is a tuple of choices, numbers or "auto". None keeps the
+        config's value (not searched).
+    """
+    tune = ml_collections.ConfigDict()
+    tune.algorithm = "bayesian"
+    tune.max_trials = 10
+    tune.validation_fraction = 0.2
+    tune.clean_test = True
+    tune.hyperband_factor = 3
+    tune.space = ml_collections.ConfigDict()
+    # Log ranges a decade either side of the default objective's betas
+    # (losses.ELBO_BETAS: 0.1, 6.4, 6.4e-4, 0.64).
+    tune.space.beta0 = config_range(0.01, 1.0)
+    tune.space.beta1 = config_range(0.64, 64.0)
+    tune.space.beta2 = config_range(6.4e-5, 6.4e-3)
+    tune.space.beta3 = config_range(0.064, 6.4)
+    tune.space.z_dim = config_range(1, 128)
+    tune.space.learning_rate = config_range(1e-4, 1e-2)
+    # "auto": the noise rate estimated from the noisy labels (transition.AUTO).
+    tune.space.forget_rate = ml_collections.FieldReference((0.3, 0.45, 0.6, "auto"), field_type=object)
+    return tune
+
+
+def config_range(low, high) -> ml_collections.FieldReference:
+    """A space entry that may also be set to None (not searched)."""
+    return ml_collections.FieldReference((low, high), field_type=object)

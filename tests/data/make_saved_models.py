@@ -18,7 +18,8 @@ import sys
 import keras
 import numpy as np
 
-from tf_causalnl import CausalNL, baselines, layers, networks
+from tf_causalnl import CausalNL, baselines, networks
+from tf_causalnl.networks import layers
 
 SHAPE, CLASSES = (8, 8, 1), 3
 

@@ -10,8 +10,9 @@
   TRevision              Xia et al. 2019
 """
 
-from tf_causalnl.baselines.base import NoisyLabelClassifier
-from tf_causalnl.baselines.coteaching import CoTeaching, Decoupling
-from tf_causalnl.baselines.loss_correction import Forward, Reweight, TRevision
-from tf_causalnl.baselines.mentornet import MentorNet
-from tf_causalnl.baselines.mixup import Mixup
+from tf_causalnl.models.ce import NoisyLabelClassifier
+from tf_causalnl.models.coteaching import CoTeaching
+from tf_causalnl.models.decoupling import Decoupling
+from tf_causalnl.models.loss_correction import Forward, Reweight, TRevision
+from tf_causalnl.models.mentornet import MentorNet
+from tf_causalnl.models.mixup import Mixup

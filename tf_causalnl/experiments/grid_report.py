@@ -1,0 +1,206 @@
+"""The grid's results: results.csv, the Markdown table with means and standard errors, the plot.
+"""
+
+import csv
+import io
+import os
+import ml_collections
+import numpy as np
+from tf_causalnl.checkpoints import write_bytes
+from tf_causalnl.experiments.grid_cells import _label, AUTO, ORACLE, _finished, _grid, _stored_config, _write_text, cells, check_compatible, labels
+from tf_causalnl.training import run
+
+
+#: The accuracy the table reports (the paper's Table 1 metric).
+METRIC = f"clean_test_accuracy_mean_last_{run.LAST_EPOCHS}"
+
+
+CSV_COLUMNS = (
+    "label", "method", "forget_rate_mode", "noise_type", "noise_rate", "seed",
+    "realized_noise_rate", "forget_rate", "estimated_noise_rate",
+    METRIC, "clean_test_accuracy_last", "epochs", "seconds", "workdir",
+)
+
+
+def report(workdir: str, config: ml_collections.ConfigDict | None = None) -> str:
+    """Rebuilds results.csv, results.md and the plot from finished cells, training nothing.
+
+    Args:
+      workdir: a grid work directory.
+      config: the grid config; None uses the directory's `grid_config.json`.
+
+    Returns:
+      The Markdown table.
+
+    Raises:
+      ValueError: when `workdir` is no grid work directory or `config` is
+        incompatible with it.
+    """
+    stored = _stored_config(workdir)
+    if stored is None:
+        raise ValueError(f"{workdir} is not a grid work directory: it has no grid_config.json.")
+    if config is None:
+        config = ml_collections.ConfigDict(stored)
+    else:
+        check_compatible(config, workdir)
+    return write_report(config, workdir)
+
+
+def collect(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
+    """One row (the `CSV_COLUMNS`) per finished cell of the grid, in cell order."""
+    rows = []
+    for cell in cells(config):
+        results = _finished(os.path.join(workdir, cell.workdir))
+        if results is None:
+            continue
+        oracle = cell.noise_rate if cell.forget_rate_mode == ORACLE else ""
+        rows.append({
+            "label": cell.label,
+            "method": cell.method,
+            "forget_rate_mode": cell.forget_rate_mode,
+            "noise_type": cell.noise_type,
+            "noise_rate": cell.noise_rate,
+            "seed": cell.seed,
+            "realized_noise_rate": results.get("realized_noise_rate", ""),
+            "forget_rate": results.get("forget_rate", oracle),
+            "estimated_noise_rate": results.get("estimated_noise_rate", ""),
+            METRIC: results[METRIC],
+            "clean_test_accuracy_last": results["clean_test_accuracy_last"],
+            "epochs": results["epochs"],
+            "seconds": results["seconds"],
+            "workdir": cell.workdir,
+        })
+    return rows
+
+
+def markdown_table(config: ml_collections.ConfigDict, rows: list[dict]) -> str:
+    """Table 1: a row per method label, a column per noise type and rate.
+
+    Each entry is "mean ± std" of the accuracy in percent over the finished
+    seeds (sample std, ddof=1), "(n=k)" when fewer than all seeds (or a single
+    one) finished, empty when none did; the best mean of each column is bold.
+    """
+    grid = _grid(config)
+    columns = [(t, r) for t in grid["noise_types"] for r in grid["noise_rates"]]
+    row_labels = [_label(method, mode) for method, mode in labels(config)]
+    stats = _statistics(rows)
+    text = {}
+    for noise_type, rate in columns:
+        found = {label: stats[label, noise_type, rate] for label in row_labels
+                 if (label, noise_type, rate) in stats}
+        # Compared as shown, so that means equal to two decimals are both bold.
+        shown = {label: f"{mean:.2f}" for label, (mean, _, _) in found.items()}
+        best = max(shown.values(), key=float, default=None)
+        for label, (_, std, n) in found.items():
+            entry = shown[label] if n == 1 else f"{shown[label]} ± {std:.2f}"
+            if n == 1 or n < len(grid["seeds"]):
+                entry += f" (n={n})"
+            text[label, noise_type, rate] = f"**{entry}**" if shown[label] == best else entry
+    lines = [
+        "| Method | " + " | ".join(_column_name(*c) for c in columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for label in row_labels:
+        lines.append(f"| {label} | " + " | ".join(text.get((label, *c), "") for c in columns) + " |")
+    seeds = ", ".join(str(s) for s in grid["seeds"])
+    lines += ["", (
+        f"Clean test accuracy (%), mean of the last {run.LAST_EPOCHS} epochs of each run; "
+        f"mean ± sample std over seeds {seeds}; best mean per column in bold; "
+        f"{len(rows)} of {len(cells(config))} cells finished."
+    )]
+    return "\n".join(lines) + "\n"
+
+
+def estimate_table(rows: list[dict]) -> str:
+    """The anchor-point noise-rate estimates against the realised noise rates.
+
+    One row per noise type and rate that has an estimate (any cell of a
+    method that needed one): realised and estimated rate in percent, each
+    "mean ± sample std" over seeds, and the mean absolute error. Empty when no
+    cell made an estimate.
+    """
+    per_seed = {}
+    for row in rows:
+        if row["estimated_noise_rate"] != "":
+            key = (row["noise_type"], row["noise_rate"], row["seed"])
+            per_seed[key] = (float(row["realized_noise_rate"]), float(row["estimated_noise_rate"]))
+    if not per_seed:
+        return ""
+    lines = ["| Noise | realised (%) | estimated (%) | mean absolute error (points) | seeds |",
+             "|---|---|---|---|---|"]
+    for noise_type, rate in sorted({key[:2] for key in per_seed}):
+        pairs = np.array([v for k, v in per_seed.items() if k[:2] == (noise_type, rate)]) * 100.0
+        spread = (lambda v: f" ± {np.std(v, ddof=1):.2f}" if len(v) > 1 else "")
+        lines.append(
+            f"| {_column_name(noise_type, rate)} | {pairs[:, 0].mean():.2f}{spread(pairs[:, 0])} "
+            f"| {pairs[:, 1].mean():.2f}{spread(pairs[:, 1])} "
+            f"| {np.abs(pairs[:, 1] - pairs[:, 0]).mean():.2f} | {len(pairs)} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(config: ml_collections.ConfigDict, workdir: str) -> str:
+    """Writes results.csv, results.md and accuracy_vs_noise.png; returns the table."""
+    rows = collect(config, workdir)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_text(os.path.join(workdir, "results.csv"), buffer.getvalue())
+    table = markdown_table(config, rows)
+    estimates = estimate_table(rows)
+    if estimates:
+        table += "\nNoise rate estimated from the noisy labels alone (anchor points):\n\n" + estimates
+    _write_text(os.path.join(workdir, "results.md"), table)
+    plot(config, rows, os.path.join(workdir, "accuracy_vs_noise.png"))
+    return table
+
+
+def plot(config: ml_collections.ConfigDict, rows: list[dict], path: str) -> None:
+    """Writes a PNG of accuracy (%) against noise rate: a line per label, a panel per noise type.
+
+    Error bars are the sample std over seeds (none with a single seed).
+    """
+    # Imported here so that importing the library sets up no plotting state;
+    # a bare Figure with the Agg canvas touches no global backend.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    grid = _grid(config)
+    stats = _statistics(rows)
+    noise_types = grid["noise_types"]
+    figure = Figure(figsize=(5 * len(noise_types), 4), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, len(noise_types), squeeze=False)[0]
+    for ax, noise_type in zip(axes, noise_types):
+        for method, mode in labels(config):
+            label = _label(method, mode)
+            points = [(rate, *stats[label, noise_type, rate]) for rate in grid["noise_rates"]
+                      if (label, noise_type, rate) in stats]
+            if points:
+                rates, means, stds, _ = zip(*points)
+                ax.errorbar(rates, means, yerr=np.nan_to_num(stds), marker="o", capsize=3,
+                            label=label, linestyle="--" if mode == AUTO else "-")
+        ax.set_xticks(grid["noise_rates"])
+        ax.set_title(noise_type.upper())
+        ax.set_xlabel("noise rate")
+        ax.set_ylabel("clean test accuracy (%)")
+        ax.grid(alpha=0.3)
+        if ax.has_data():
+            ax.legend(fontsize="small")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    write_bytes(path, buffer.getvalue())
+
+
+def _statistics(rows: list[dict]) -> dict:
+    """(label, noise type, rate) -> (mean %, sample std % (nan when n=1), n)."""
+    values = {}
+    for row in rows:
+        values.setdefault((row["label"], row["noise_type"], row["noise_rate"]), []).append(
+            100.0 * float(row[METRIC]))
+    return {key: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else float("nan"),
+                  len(v)) for key, v in values.items()}
+
+
+def _column_name(noise_type: str, rate: float) -> str:
+    return f"{noise_type.upper()}-{round(100 * rate, 4):g}%"

@@ -1,0 +1,110 @@
+"""Configs to models: the registries of methods and datasets, and `build_model`.
+
+One dict maps each method name to its model class (`METHODS`); `build_model`
+turns a config's `model` section into a compiled-ready model.
+"""
+
+import inspect
+import keras
+import ml_collections
+from tf_causalnl import baselines, networks
+from tf_causalnl.data import clothing1m
+from tf_causalnl.training import distribute
+from tf_causalnl.models import losses
+from tf_causalnl.models.causalnl import CausalNL
+from tf_causalnl.noise import estimation
+from tf_causalnl.models.forget_rate import AUTO
+
+
+#: One dict from method name to model class. `build_model` passes each class
+#: the config values its constructor names (see `_model_kwargs`).
+METHODS = {
+    "ce": baselines.NoisyLabelClassifier,
+    "coteaching": baselines.CoTeaching,
+    "decoupling": baselines.Decoupling,
+    "mentornet": baselines.MentorNet,
+    "mixup": baselines.Mixup,
+    "forward": baselines.Forward,
+    "reweight": baselines.Reweight,
+    "trevision": baselines.TRevision,
+    "causalnl": CausalNL,
+}
+
+
+#: The names `train.strategy` takes (see `tf_causalnl.distribute`).
+STRATEGIES = distribute.STRATEGIES
+
+
+#: The noise type of a dataset whose training labels are noisy as published.
+REAL_NOISE = "real"
+
+
+#: Datasets read from image files (not held in memory), by name: their
+#: training labels carry real noise, and their clean training labels are unknown.
+FILE_DATASETS = {clothing1m.NAME: clothing1m.load}
+
+
+def build_model(config: ml_collections.ConfigDict, input_shape, num_classes: int,
+                estimate: estimation.NoiseEstimate | None = None) -> keras.Model:
+    """Builds and compiles the model the config describes (call inside a strategy scope),
+    its networks under `train.precision`.
+
+    `estimate` supplies the transition matrix of Forward, Reweight and
+    T-Revision, and the forget rate when the config says "auto".
+    """
+    method = _method_class(config)
+    with networks.precision(config.train.get("precision")):  # every network, and the model's own policy
+        model = method(
+            _classifier(config, input_shape, num_classes),
+            **_model_kwargs(config, inspect.signature(method).parameters, estimate),
+        )
+    model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate),
+                  jit_compile=bool(config.train.get("jit_compile")))
+    return model
+
+
+def _method_class(config):
+    if config.model.method not in METHODS:
+        raise ValueError(f"Unknown method {config.model.method!r}; choose one of {sorted(METHODS)}.")
+    return METHODS[config.model.method]
+
+
+def _classifier(config, input_shape, num_classes):
+    m = config.model
+    if m.classifier in networks.PRETRAINED_CLASSIFIERS:
+        kwargs = {"weights": m.pretrained or None}
+    elif m.pretrained:
+        raise ValueError(
+            f"model.pretrained={m.pretrained!r} needs a classifier with pretrained weights "
+            f"({', '.join(networks.PRETRAINED_CLASSIFIERS)}), but model.classifier is "
+            f'{m.classifier!r}; change the classifier or set model.pretrained="".')
+    else:
+        kwargs = {"stem": m.resnet_stem} if m.classifier.startswith("resnet") else {}
+    return networks.build_classifier(m.classifier, input_shape, num_classes, **kwargs)
+
+
+def _model_kwargs(config, parameters, estimate) -> dict:
+    """The config values a method's constructor takes, by parameter name."""
+    m = config.model
+    forget_rate = m.forget_rate
+    if forget_rate == AUTO:
+        if estimate is None:
+            raise ValueError('forget_rate="auto" needs the noise estimate; see training.estimate_noise.')
+        forget_rate = estimate.noise_rate
+    values = {
+        "z_dim": m.z_dim, "beta0": m.beta0, "beta1": m.beta1, "beta2": m.beta2, "beta3": m.beta3,
+        "objective": m.get("objective") or losses.DEFAULT_OBJECTIVE,
+        "reconstruction_error": m.get("reconstruction_error"),
+        "reconstruction_pixels": m.get("reconstruction_pixels"),
+        "detach_reconstruction": m.get("detach_reconstruction"),
+        "label_gradient": m.get("label_gradient"),
+        "forget_rate": forget_rate, "ramp_epochs": m.ramp_epochs,
+        "selection": m.get("selection") or losses.DEFAULT_SELECTION, "temperature": m.temperature,
+        "alpha": m.mixup_alpha, "vae_depth": m.vae_depth, "vae_width": m.vae_width,
+        "seed": config.seed,
+    }
+    if "transition" in parameters:
+        if estimate is None:
+            raise ValueError(f"{m.method} needs an estimated transition matrix; see training.estimate_noise.")
+        values["transition"] = estimate.transition.tolist()
+    return {name: value for name, value in values.items() if name in parameters}
