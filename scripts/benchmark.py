@@ -23,7 +23,7 @@ contender in a fresh process so that its memory is its own, and the
 CausalNL/CE throughput ratio; `resnet18_cifar` and `resnet18_imagenet` are
 ResNet-18 with the 3x3 stem and with torchvision's 7x7 stem and max-pool.
 `--batch_norm` times CausalNL's step with Keras' BatchNormalization against
-the fused `tf_causalnl.layers.BatchNormalization` the networks use, the two
+the fused `tf_causalnl.networks.layers.BatchNormalization` the networks use, the two
 models in one process, alternating as every comparison here does. `--trace DIR` records
 TensorFlow's profiler trace of `--steps` CausalNL steps into DIR (for
 TensorBoard's profile tab) and, where xprof is installed (`pip install

@@ -196,13 +196,13 @@ def test_mentornet_keeps_round_one_minus_rate_of_the_batch():
     x, y = _data(10)
     p = model(x)
     model.forget_rate_variable.assign(0.3)
-    loss = model.per_example_loss(x, y, p, training=True)
+    loss = model.per_example_loss(y, p, training=True)
     assert int(np.count_nonzero(loss)) == 7  # round(0.7 * 10)
     ce = keras.losses.sparse_categorical_crossentropy(y, p).numpy()
     kept = np.sort(ce)[:7]
     np.testing.assert_allclose(np.mean(loss), np.mean(kept), rtol=1e-5)
     # Evaluation: plain cross-entropy on every example.
-    np.testing.assert_allclose(model.per_example_loss(x, y, p, training=False), ce, rtol=1e-6)
+    np.testing.assert_allclose(model.per_example_loss(y, p, training=False), ce, rtol=1e-6)
 
 
 @pytest.mark.parametrize("cls", [Forward, Reweight, TRevision])
@@ -211,8 +211,8 @@ def test_transition_models_evaluate_with_plain_cross_entropy(cls):
     x, y = _data(4)
     p = model(x)
     ce = keras.losses.sparse_categorical_crossentropy(y, p).numpy()
-    np.testing.assert_allclose(model.per_example_loss(x, y, p, training=False), ce, rtol=1e-6)
-    assert not np.allclose(model.per_example_loss(x, y, p, training=True), ce)
+    np.testing.assert_allclose(model.per_example_loss(y, p, training=False), ce, rtol=1e-6)
+    assert not np.allclose(model.per_example_loss(y, p, training=True), ce)
 
 
 def test_mixup_draws_a_mixture_per_step_and_replays_it():

@@ -12,8 +12,8 @@ import pytest
 
 from tf_causalnl import data, networks, noise, training
 from tf_causalnl.config import base_config
-from tf_causalnl.training import checks, config_checks
 from tf_causalnl.experiments import grid
+from tf_causalnl.training import checks, config_checks
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -326,7 +326,7 @@ def _grid_config(methods, noise_types=("idn",), rates=(0.2,)):
 
 
 @pytest.mark.parametrize("config, match", [
-    (_grid_config(("ce", "dividemix")), r"Unknown method 'dividemix'; choose one of \['causalnl', 'ce', "
+    (_grid_config(("ce", "elr")), r"Unknown method 'elr'; choose one of \['causalnl', 'ce', "
                                         r".*\] for config.grid.methods"),
     (_grid_config(("ce",), noise_types=("sym",)), r"Unknown noise type 'sym'; choose one of \['idn', "
                                                   r"'pairflip', 'symmetric'\] for config.grid.noise_types"),

@@ -26,11 +26,10 @@ import numpy as np
 import pytest
 
 from tf_causalnl import data, training
-from tf_causalnl.data import clothing1m
-from tf_causalnl.training import distribute
 from tf_causalnl.config import GRID, base_config, cpu_protocol, table_1_grid
-from tf_causalnl.training import config_checks
+from tf_causalnl.data import clothing1m
 from tf_causalnl.experiments import grid_cells
+from tf_causalnl.training import config_checks, distribute
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG_FILES = sorted((ROOT / "configs").glob("*.py"))
@@ -77,7 +76,7 @@ def _takes_argument(path):
 #: Config files whose argument names an ablation variant (tested below), not a noise rate.
 ABLATION_FILES = [ROOT / "configs" / "fmnist_ablation_cpu.py"]
 #: Grids of a few methods and rates on a longer protocol (tested below), not the paper's Table 1.
-FOCUSED_FILES = [ROOT / "configs" / "fmnist_long_cpu.py"]
+FOCUSED_FILES = [ROOT / "configs" / "fmnist_long_cpu.py", ROOT / "configs" / "fmnist_dividemix_cpu.py"]
 VARIANT_FILES = [p for p in CONFIG_FILES if _takes_argument(p) and p not in ABLATION_FILES]
 GRID_CONFIGS = [(p, None) for p in CONFIG_FILES
                 if "grid" in load_config(p) and p not in ABLATION_FILES + FOCUSED_FILES] + [
@@ -197,6 +196,20 @@ def test_the_long_protocol_is_the_cpu_protocol_trained_longer():
     assert (grid_section.methods, grid_section.auto_methods, grid_section.noise_rates) == (
         ("ce", "coteaching", "causalnl"), (), (0.45, 0.5))
     assert len(grid_cells.cells(load_config(FOCUSED_FILES[0]))) == 3 * 2 * len(grid_section.seeds)
+
+
+def test_the_dividemix_grid_is_the_cpu_protocol_with_dividemix_shrunk_to_it():
+    config = load_config(FOCUSED_FILES[1])
+    protocol = cpu_protocol()
+    assert (config.model.warmup_epochs, config.model.rampup_epochs, config.model.lambda_u) == (2, 5, 25.0)
+    grid_section = config.grid
+    del config.grid
+    for key in ("warmup_epochs", "rampup_epochs", "lambda_u"):
+        config.model[key] = protocol.model[key]
+    assert config.to_dict() == protocol.to_dict()
+    assert (grid_section.methods, grid_section.noise_rates, grid_section.seeds) == (
+        ("ce", "coteaching", "causalnl", "dividemix", "instancegm"), (0.45, 0.5), (0, 1, 2))
+    assert len(grid_cells.cells(load_config(FOCUSED_FILES[1]))) == 5 * 2 * 3
 
 
 @pytest.mark.parametrize("path", ABLATION_FILES, ids=_name)

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tf_causalnl import networks
-from tf_causalnl.models import losses
+from tf_causalnl.models import losses, selection
 from tf_causalnl.models.coteaching import CoTeaching
 from tf_causalnl.models.decoupling import Decoupling, decoupling_losses, disagreement_mask
 
@@ -106,8 +106,8 @@ def test_coteaching_network_one_learns_only_from_network_two_selection():
     x, y = _data(16)
     x_float = x.astype("float32") / 255.0
     logits1, logits2 = (net(x_float, training=True).numpy() for net in model.classifiers)
-    mask1 = losses.small_loss_mask(losses.cross_entropy(logits1, y), 0.5).numpy()
-    mask2 = losses.small_loss_mask(losses.cross_entropy(logits2, y), 0.5).numpy()
+    mask1 = selection.small_loss_mask(losses.cross_entropy(logits1, y), 0.5).numpy()
+    mask2 = selection.small_loss_mask(losses.cross_entropy(logits2, y), 0.5).numpy()
     # Give a dropped example network 2's least likely class: its loss under
     # network 2 only grows, so network 2 still drops it.
     worst = logits2.argmin(axis=1)

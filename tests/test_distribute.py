@@ -14,8 +14,8 @@ import pytest
 import tensorflow as tf
 
 from tf_causalnl import CausalNL, data, training
+from tf_causalnl.models import distributions, selection
 from tf_causalnl.training import distribute
-from tf_causalnl.models import distributions, losses
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("train_job", ROOT / "tests" / "train_job.py")
@@ -82,7 +82,7 @@ def test_coteaching_keeps_the_same_fraction_on_every_replica(two_cpu_strategy):
     losses_per_example = tf.constant(np.random.default_rng(0).random(20), tf.float32)
     dataset = tf.data.Dataset.from_tensor_slices(losses_per_example).batch(20)
     batch = next(iter(two_cpu_strategy.experimental_distribute_dataset(dataset)))
-    masks = two_cpu_strategy.run(lambda loss: losses.small_loss_mask(loss, 0.3), args=(batch,))
+    masks = two_cpu_strategy.run(lambda loss: selection.small_loss_mask(loss, 0.3), args=(batch,))
     kept = [float(tf.reduce_sum(m)) for m in two_cpu_strategy.experimental_local_results(masks)]
     assert kept == [7.0, 7.0]  # round(0.7 * 10) on each replica of 10
 

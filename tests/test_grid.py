@@ -282,5 +282,6 @@ def test_shipped_grid_configs_load_into_table_1_grids(name, runs):
     config = module.get_config()
     cells = grid_cells.cells(config)
     assert len(cells) == runs
-    assert set(training.METHODS) == {cell.method for cell in cells}
+    # The paper's nine methods: DivideMix and InstanceGM came after its Table 1.
+    assert set(training.METHODS) - {"dividemix", "instancegm"} == {cell.method for cell in cells}
     assert grid_cells.cell_config(config, cells[-1]).model.forget_rate == "auto"

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_causalnl.models import losses
+from tf_causalnl.models import losses, selection
+from tf_causalnl.models.objective import causalnl_objective
 
 
 def test_reconstruction_l1_is_mean_absolute_error_per_example():
@@ -46,11 +47,11 @@ def test_latent_kl_matches_closed_form():
     [(128, 0.45, 70), (128, 0.0, 128), (100, 0.2, 80), (10, 0.999, 1), (4, 0.5, 2)],
 )
 def test_num_to_keep_rounds_and_keeps_at_least_one(batch, rate, kept):
-    assert int(losses.num_to_keep(tf.constant(batch), tf.constant(rate))) == kept
+    assert int(selection.num_to_keep(tf.constant(batch), tf.constant(rate))) == kept
 
 
 def test_small_loss_mask_keeps_the_smallest_losses():
-    mask = losses.small_loss_mask(tf.constant([3.0, 1.0, 2.0, 0.5]), tf.constant(0.5))
+    mask = selection.small_loss_mask(tf.constant([3.0, 1.0, 2.0, 0.5]), tf.constant(0.5))
     np.testing.assert_array_equal(mask, [0.0, 1.0, 0.0, 1.0])
 
 
@@ -58,20 +59,20 @@ def test_per_class_selection_keeps_the_same_share_of_each_noisy_label():
     loss = tf.constant([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
     labels = tf.constant([0, 0, 0, 1, 1, 1])
     rate = tf.constant(1 / 3)  # keeps 4 of 6: the batch's 4 smallest, or 2 of each label
-    np.testing.assert_array_equal(losses.selection_mask(loss, labels, rate, "global", 2), [1, 1, 1, 1, 0, 0])
-    np.testing.assert_array_equal(losses.selection_mask(loss, labels, rate, "per_class", 2), [1, 1, 0, 1, 1, 0])
+    np.testing.assert_array_equal(selection.selection_mask(loss, labels, rate, "global", 2), [1, 1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(selection.selection_mask(loss, labels, rate, "per_class", 2), [1, 1, 0, 1, 1, 0])
 
 
 def test_per_class_selection_keeps_one_of_each_present_label_and_breaks_ties_by_position():
     # Rate 0.9: 5 of label 0 round to 0 kept, 1 of label 2 too; each keeps its smallest.
-    mask = losses.per_class_small_loss_mask(tf.constant([0.4, 0.1, 0.1, 0.5, 0.2, 3.0]),
+    mask = selection.per_class_small_loss_mask(tf.constant([0.4, 0.1, 0.1, 0.5, 0.2, 3.0]),
                                             tf.constant([0, 0, 0, 0, 0, 2]), tf.constant(0.9), num_classes=3)
     np.testing.assert_array_equal(mask, [0, 1, 0, 0, 0, 1])
 
 
 def test_an_unknown_selection_is_refused_with_the_valid_ones():
     with pytest.raises(ValueError, match=r"selection must be one of \('global', 'per_class'\), got 'balanced'"):
-        losses.coteaching(_binary_logits([1.0]), _binary_logits([1.0]), tf.constant([0]), 0.5, "balanced")
+        selection.coteaching(_binary_logits([1.0]), _binary_logits([1.0]), tf.constant([0]), 0.5, "balanced")
 
 
 def _binary_logits(margins):
@@ -84,7 +85,7 @@ def test_coteaching_trains_each_classifier_on_its_peers_selection():
     margins1, margins2 = [3.0, -1.0, 2.0, 0.0], [-2.0, 1.0, 4.0, 0.5]
     ce1 = [math.log1p(math.exp(-m)) for m in margins1]
     # Classifier 1's two smallest losses: examples 0 and 2. Classifier 2's: 2 and 1.
-    loss1, loss2, mask1, mask2 = losses.coteaching(
+    loss1, loss2, mask1, mask2 = selection.coteaching(
         _binary_logits(margins1), _binary_logits(margins2), labels, tf.constant(0.5)
     )
     np.testing.assert_array_equal(mask1, [1, 0, 1, 0])
@@ -113,7 +114,7 @@ def test_objective_combines_terms_with_the_betas():
     labels = tf.constant([0, 0])
     b1, b2 = _branch(0.0, 0.5, 0.0), _branch(math.log(3.0), 0.75, math.log(3.0))
     betas = (2.0, 3.0, 5.0, 7.0)
-    result = losses.causalnl_objective(x, labels, (b1, b2), tf.constant(0.0), betas)
+    result = causalnl_objective(x, labels, (b1, b2), tf.constant(0.0), betas)
     # Branch 1: |1 - 0.5| = 0.5; CE ln 2; -H = -ln 2; KL 0; co-teaching ln 2.
     branch1 = 2 * 0.5 + 3 * math.log(2) - 5 * math.log(2) + math.log(2)
     # Branch 2: 0.25; CE ln(4/3); -H = 0.75 ln 0.75 + 0.25 ln 0.25; co-teaching ln(4/3).
@@ -140,12 +141,12 @@ def test_objective_is_scaled_for_the_global_batch_under_a_strategy(two_cpu_strat
         noisy_logits=_binary_logits(margins),
     )
     betas = (1.0, 1.0, 0.0, 0.0)
-    single = losses.causalnl_objective(x, labels, (branch, branch), tf.constant(0.0), betas)["loss"]
+    single = causalnl_objective(x, labels, (branch, branch), tf.constant(0.0), betas)["loss"]
 
     def replica_loss(index):
         piece = slice(2 * index, 2 * index + 2)
         part = losses.BranchOutputs(*(t[piece] for t in branch))
-        return losses.causalnl_objective(x[piece], labels[piece], (part, part), tf.constant(0.0), betas)["loss"]
+        return causalnl_objective(x[piece], labels[piece], (part, part), tf.constant(0.0), betas)["loss"]
 
     per_replica = two_cpu_strategy.run(
         lambda: replica_loss(tf.distribute.get_replica_context().replica_id_in_sync_group)
@@ -208,7 +209,7 @@ def _hand_objective(objective):
     x, labels = tf.repeat(_X22, 2, axis=0), tf.constant([0, 0])
     branch = _image_branch(2, [0.0, math.log(3.0)], [[1.0], [2.0]], 0.0)
     betas = (2.0, 3.0, 5.0, 7.0)
-    return losses.causalnl_objective(
+    return causalnl_objective(
         x, labels, (branch, branch), tf.constant(0.5), betas, losses.weighting(objective))
 
 
@@ -247,9 +248,9 @@ def test_public_code_divides_coteaching_by_the_kept_count():
     x, labels = tf.repeat(_X22, 4, axis=0), tf.constant([0, 0, 0, 0])
     branch = _image_branch(4, [1.0, 2.0, -1.0, 0.5], [[0.0]] * 4, 0.0)
     betas = (0.0, 0.0, 0.0, 0.0)
-    paper = losses.causalnl_objective(x, labels, (branch, branch), tf.constant(0.5), betas,
+    paper = causalnl_objective(x, labels, (branch, branch), tf.constant(0.5), betas,
                                       losses.weighting("paper"))["loss"]
-    public = losses.causalnl_objective(x, labels, (branch, branch), tf.constant(0.5), betas,
+    public = causalnl_objective(x, labels, (branch, branch), tf.constant(0.5), betas,
                                        losses.weighting("public_code"))["loss"]
     np.testing.assert_allclose(public, paper / 2, rtol=1e-6)  # 2 of 4 kept
 
@@ -261,12 +262,12 @@ def test_every_objective_is_scaled_for_the_global_batch(two_cpu_strategy, object
     branch = _image_branch(4, [1.0, 2.0, -1.0, 0.5], [[1.0], [0.5], [-1.0], [2.0]], 0.3)
     betas = (2.0, 3.0, 5.0, 7.0)
     weights = losses.weighting(objective)
-    single = losses.causalnl_objective(x, labels, (branch, branch), tf.constant(0.0), betas, weights)["loss"]
+    single = causalnl_objective(x, labels, (branch, branch), tf.constant(0.0), betas, weights)["loss"]
 
     def replica_loss(index):
         piece = slice(2 * index, 2 * index + 2)
         part = losses.BranchOutputs(*(t[piece] for t in branch))
-        return losses.causalnl_objective(
+        return causalnl_objective(
             x[piece], labels[piece], (part, part), tf.constant(0.0), betas, weights)["loss"]
 
     per_replica = two_cpu_strategy.run(

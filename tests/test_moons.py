@@ -9,8 +9,8 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from tf_causalnl.experiments import moons
 from tf_causalnl.config import MOONS_METHODS, moons_config
+from tf_causalnl.experiments import moons
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

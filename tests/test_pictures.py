@@ -14,8 +14,8 @@ import pytest
 
 from tf_causalnl import CausalNL, baselines, networks
 from tf_causalnl.config import base_config
-from tf_causalnl.reports import pictures, probes, run_pictures
 from tf_causalnl.experiments import run_reports
+from tf_causalnl.reports import pictures, probes, run_pictures
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHAPE, CLASSES = (8, 8, 1), 3

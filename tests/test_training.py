@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from tf_causalnl import CausalNL, data, training
+from tf_causalnl.config import base_config
+from tf_causalnl.data import clothing1m
+from tf_causalnl.experiments import run_reports
 from tf_causalnl.training import estimate as training_estimate
 from tf_causalnl.training import run as training_run
-from tf_causalnl.data import clothing1m
-from tf_causalnl.config import base_config
-from tf_causalnl.experiments import run_reports
 
 #: tf.data's warning that `run_functions_eagerly` (the `eager` fixture) does not apply to it.
 EAGER_WARNING = "ignore:Even though the `tf.config.experimental_run_functions_eagerly`"
@@ -144,8 +144,8 @@ def test_auto_forget_rate_uses_the_estimate_shared_through_the_cache(tmp_path, m
 
 def test_unknown_method_and_classifier_name_the_valid_ones(monkeypatch):
     config = _tiny_config(epochs=1)
-    config.model.method = "dividemix"
-    with pytest.raises(ValueError, match=r"Unknown method 'dividemix'; choose one of \['causalnl', 'ce', "):
+    config.model.method = "elr"
+    with pytest.raises(ValueError, match=r"Unknown method 'elr'; choose one of \['causalnl', 'ce', "):
         training.build_model(config, (8, 8, 1), 3)
     config.model.method = "causalnl"
     config.model.classifier = "vgg"

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from tf_causalnl import networks, noise, transition
-from tf_causalnl.models.estimate import _KeepBestWeights
 from tf_causalnl.models.ce import NoisyLabelClassifier
+from tf_causalnl.models.estimate import _KeepBestWeights
 
 # Column i of T is largest at row i, so among mixtures of rows of T the anchor
 # (row i itself) has the largest class-i probability.

@@ -22,8 +22,8 @@ import tensorflow as tf
 
 from tf_causalnl import data, noise, training
 from tf_causalnl.config import tune_section
-from tf_causalnl.training import config_checks
 from tf_causalnl.experiments import tuning, tuning_config, tuning_report
+from tf_causalnl.training import config_checks
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("tune_job", ROOT / "tests" / "tune_job.py")

@@ -40,13 +40,16 @@ def load_tiny_vectors(data_dir=None, n_train=128):
     return data.from_arrays(x[:n_train], y[:n_train], x[n_train:], y[n_train:], num_classes=2, name=NAME)
 
 
-def config(strategy: str = distribute.DEFAULT, deterministic: bool = False, forget_rate: float = 0.0):
+def config(strategy: str = distribute.DEFAULT, deterministic: bool = False, forget_rate: float = 0.0,
+           method: str = "causalnl"):
     """Two workers match one process only without co-teaching selection
     (per replica by design): forget_rate 0 there."""
     config = base_config()
     config.data.name = NAME
     config.noise.type = "symmetric"
     config.noise.rate = 0.2
+    config.model.method = method
+    config.model.warmup_epochs = 1  # DivideMix and InstanceGM: their split from the second epoch
     config.model.classifier = "mlp"
     config.model.z_dim = 2
     config.model.forget_rate = forget_rate
@@ -109,6 +112,7 @@ def main():
     parser.add_argument("--strategy", default=distribute.DEFAULT)
     parser.add_argument("--deterministic", action="store_true")
     parser.add_argument("--forget_rate", type=float, default=0.0)
+    parser.add_argument("--method", default="causalnl")
     parser.add_argument("--kill_at")
     parser.add_argument("--kill_in_backup", type=int)
     parser.add_argument("--probe_keras_fit", action="store_true")
@@ -118,7 +122,8 @@ def main():
     callbacks = [KillAt(*map(int, args.kill_at.split(":")))] if args.kill_at else []
     if args.kill_in_backup is not None:
         kill_in_backup(args.kill_in_backup)
-    training.train(config(args.strategy, args.deterministic, args.forget_rate), args.workdir, callbacks)
+    training.train(config(args.strategy, args.deterministic, args.forget_rate, args.method), args.workdir,
+                   callbacks)
     if args.probe_keras_fit:
         strategy = distribute.make_strategy(args.strategy)
         error = keras_fit_error(strategy)

@@ -17,6 +17,7 @@ import importlib
 
 from tf_causalnl.models.causalnl import CausalNL
 
+
 __version__ = "0.1.0"
 __all__ = ["CausalNL"]
 

@@ -16,12 +16,15 @@ counter in place, one after the other, so a kill between the two resumes
 the wrong epoch with the right weights; hence this callback.
 """
 
+import csv
+import io
 import json
 import logging
 import os
 
 import keras
 import numpy as np
+
 
 STATE = "state.json"
 #: What a run's work directory holds: the final model, and the model of its
@@ -32,6 +35,15 @@ CHECKPOINT_FILE = "checkpoint.keras"
 TRAIN_COMMAND = "python scripts/train.py --config configs/<experiment>.py --workdir {}"
 
 _log = logging.getLogger(__name__)
+
+
+def write_csv(path: str, rows: list[dict], columns) -> None:
+    """Writes `rows` (dicts) as CSV with a header of `columns`, atomically; missing values stay empty."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_bytes(path, buffer.getvalue().encode())
 
 
 def write_atomically(path: str, write) -> None:

@@ -4,11 +4,11 @@ Each experiment in `configs/` starts from `base_config()` and changes what it
 needs; command-line overrides such as `--config.noise.rate=0.5` apply on top.
 Defaults are the paper's (Section 4.1, Appendices B and C) where it gives one.
 Keys added after the first benchmark grids default to None ("unset"), so the
-grid work directories made before them stay compatible (see tf_causalnl.grid).
+grid work directories made before them stay compatible (see tf_causalnl.experiments.grid).
 A config may hold only the keys set here, plus the sections of the
 experiments built on training (`grid`: `table_1_grid`, `moons`: `moons_config`,
-`tune`: `tune_section`), which live here too so that a config file needs
-neither TensorFlow nor keras-tuner to be read: `tf_causalnl.checks.check_config`
+`tune`: `tune_section`), which live here too so that a config file imports
+no experiment module (nor keras-tuner) to be read. `training.config_checks.check_config`
 refuses any other key (an unlocked ConfigDict would accept a misspelt one
 silently), as well as unknown names and values out of range.
 """
@@ -58,7 +58,7 @@ def base_config() -> ml_collections.ConfigDict:
     # Stride-2 layers of the VAE's conv networks; None = 4 below 64 pixels and
     # 5 from 64 up (Appendix C: 4 for 28-32 pixels, 5 for Clothing1M).
     config.model.vae_depth = config_dict.placeholder(int)
-    # How CausalNL reduces and scales its terms (tf_causalnl.losses.OBJECTIVES,
+    # How CausalNL reduces and scales its terms (tf_causalnl.models.losses.OBJECTIVES,
     # docs/OBJECTIVE.md): None = "elbo" (the reconstruction summed over the
     # image), "paper" (Appendix B: averaged over the pixels) or "public_code"
     # (the public PyTorch code's effective weights). The betas weigh its terms;
@@ -78,12 +78,21 @@ def base_config() -> ml_collections.ConfigDict:
     # number, or "auto" to use the noise rate estimated from the noisy labels.
     config.model.forget_rate = config_dict.FieldReference(0.45, field_type=object)
     config.model.ramp_epochs = 10
-    # How their small-loss selection ranks a batch (losses.SELECTIONS): None =
+    # How their small-loss selection ranks a batch (models.selection.SELECTIONS): None =
     # "global" (the batch's smallest losses, as in the paper) or "per_class"
     # (the same share within each noisy label).
     config.model.selection = config_dict.placeholder(str)
     config.model.temperature = 1.0  # Gumbel-softmax
     config.model.mixup_alpha = 1.0  # Mixup's Beta(alpha, alpha)
+    # DivideMix and InstanceGM (models.division); None = the paper's defaults:
+    # 10 warm-up epochs of CE, clean above 0.5, sharpening at T = 0.5,
+    # MixMatch's Beta(4, 4), lambda_u = 25 reached over 16 epochs.
+    config.model.warmup_epochs = config_dict.placeholder(int)
+    config.model.p_threshold = config_dict.placeholder(float)
+    config.model.sharpen_temperature = config_dict.placeholder(float)
+    config.model.mixmatch_alpha = config_dict.placeholder(float)
+    config.model.lambda_u = config_dict.placeholder(float)
+    config.model.rampup_epochs = config_dict.placeholder(int)
 
     # The anchor-point estimate of the transition matrix and noise rate, made
     # from the noisy labels alone (tf_causalnl.transition) for Forward,
@@ -103,7 +112,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.eval_batch_size = 1000
     config.train.learning_rate = 1e-3  # Adam
     # "default" (one device), "mirrored" (all local devices) or "multi_worker"
-    # (MultiWorkerMirroredStrategy from TF_CONFIG): see tf_causalnl.distribute.
+    # (MultiWorkerMirroredStrategy from TF_CONFIG): see tf_causalnl.training.distribute.
     config.train.strategy = "default"
     # True: tf.config.experimental.enable_op_determinism(), so that two runs of
     # the same config give identical weights (None or False: off, faster on GPUs).
@@ -141,7 +150,7 @@ def cpu_protocol() -> ml_collections.ConfigDict:
 
 
 def table_1_grid(seeds) -> ml_collections.ConfigDict:
-    """The grid section of the paper's Table 1 (see tf_causalnl.grid): its nine
+    """The grid section of the paper's Table 1 (see tf_causalnl.experiments.grid): its nine
     methods in its row order, CausalNL also with forget_rate="auto", IDN at
     20/30/40/45/50%, over `seeds`."""
     grid = ml_collections.ConfigDict()
@@ -195,7 +204,7 @@ def apply_variant(config: ml_collections.ConfigDict, variant: str | None) -> ml_
     return config
 
 
-#: The methods of the two-moons illustration (`tf_causalnl.moons`), in its figure's order.
+#: The methods of the two-moons illustration (`tf_causalnl.experiments.moons`), in its figure's order.
 MOONS_METHODS = ("ce", "coteaching", "mixup", "causalnl")
 
 

@@ -11,8 +11,10 @@ prior and the noise rate from its probabilities (`tf_causalnl.noise.estimation`)
 
 from tf_causalnl.models.estimate import estimate_noise
 from tf_causalnl.models.forget_rate import AUTO, check_forget_rate, resolve_auto_forget_rate
-from tf_causalnl.noise.estimation import (ROW_SUM_TOLERANCE, SINGULAR_RCOND, NoiseEstimate, anchor_transition_matrix,
+from tf_causalnl.noise.estimation import (SINGULAR_RCOND, NoiseEstimate, anchor_transition_matrix,
                                           average_flip_rate, clean_class_prior, estimate_from_probabilities)
+from tf_causalnl.noise.labels import ROW_SUM_TOLERANCE
+
 
 __all__ = ["AUTO", "NoiseEstimate", "ROW_SUM_TOLERANCE", "SINGULAR_RCOND", "anchor_transition_matrix",
            "average_flip_rate", "check_forget_rate", "clean_class_prior", "estimate_from_probabilities",

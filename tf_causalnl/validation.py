@@ -1,7 +1,7 @@
 """The rules for input and arguments, shared by the config path and by `fit()`.
 
 One implementation of each rule, so that `scripts/train.py` (through
-`tf_causalnl.checks`) and a user's own `model.fit(x, y)` refuse the same
+`tf_causalnl.training.checks`) and a user's own `model.fit(x, y)` refuse the same
 input with the same one-line message: what is wrong, how much of it (the
 count and the first offending example) and how to fix it.
 
@@ -16,9 +16,8 @@ count and the first offending example) and how to fix it.
     failing batch raises `tf.errors.InvalidArgumentError`, which
     `input_error` turns back into the one-line message.
 
-Images are uint8 (0-255) or floats in [0, 1]; vectors (N, D) are any finite
-floats. Labels are integer class ids in [0, num_classes), one per example,
-or {"noisy": ..., "clean": ...} of such ids.
+Images are uint8 (0-255) or floats in [0, 1]; vectors (N, D) any finite floats.
+Labels are class ids in [0, num_classes), or {"noisy", "clean"[, "index"]}.
 """
 
 from __future__ import annotations
@@ -31,9 +30,10 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 import tensorflow as tf
 
-#: The keys a label dict may hold: the training targets and, where a
-#: benchmark knows them, the clean labels that feed diagnostics only.
+#: A label dict's class labels: the training targets and the clean labels that feed diagnostics only.
 LABEL_KEYS = ("noisy", "clean")
+#: A label dict's optional key for each example's position in the training set (DivideMix's split).
+INDEX_KEY = "index"
 
 _MARK = "tf_causalnl input check<<"
 _END = ">>"
@@ -179,10 +179,11 @@ def label_parts(y: Any, what: str = "y") -> list[tuple[str, Any]]:
     """[(name, labels)] of integer labels or of a {"noisy", "clean"} dict, whose keys are checked."""
     if not isinstance(y, dict):
         return [(what, y)]
-    unknown = sorted(set(y) - set(LABEL_KEYS))
+    unknown = sorted(set(y) - set(LABEL_KEYS) - {INDEX_KEY})
     if unknown or "noisy" not in y:
         raise ValueError(f"{what} is a dict with keys {sorted(y)}; a label dict holds 'noisy' (the training "
-                         "labels) and optionally 'clean' (known true labels, for diagnostics only).")
+                         "labels) and optionally 'clean' (known true labels, for diagnostics only) and "
+                         f"'{INDEX_KEY}' (each example's position in the training set).")
     return [(f'{what}["{key}"]', y[key]) for key in LABEL_KEYS if key in y]
 
 

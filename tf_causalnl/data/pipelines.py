@@ -106,7 +106,7 @@ def train_dataset(x: np.ndarray, noisy_labels: np.ndarray,
                   seed: int, shuffle: bool = True, augment: bool = True,
                   crop_padding: int = 4, flip: bool = True,
                   drop_remainder: bool = True,
-                  initial_epoch: int | None = None) -> tf.data.Dataset:
+                  initial_epoch: int | None = None, with_index: bool = False) -> tf.data.Dataset:
     """Shuffled, batched, augmented training pipeline.
 
     Each batch is gathered from the in-memory uint8 array by a vector of
@@ -136,11 +136,13 @@ def train_dataset(x: np.ndarray, noisy_labels: np.ndarray,
         flip: Whether to randomly mirror images horizontally.
         drop_remainder: Whether to drop the last, smaller batch.
         initial_epoch: None, or the first epoch of an endless stream (above).
+        with_index: Whether the labels also carry each example's position in
+            `x` as "index" (for models that keep a value per example, DivideMix).
 
     Returns:
         A dataset of `(images, y)`: images float32 in [0, 1]; `y` the int32
         noisy labels, or `{"noisy": ..., "clean": ...}` when `clean_labels`
-        is given.
+        is given (and "index" with `with_index`).
 
     Raises:
         ValueError: Mismatched lengths, or `batch_size` larger than the
@@ -155,6 +157,8 @@ def train_dataset(x: np.ndarray, noisy_labels: np.ndarray,
     y = np.asarray(noisy_labels).astype(np.int32)
     if clean_labels is not None:
         y = {"noisy": y, "clean": np.asarray(clean_labels).astype(np.int32)}
+    if with_index:
+        y = {**(y if isinstance(y, dict) else {"noisy": y}), "index": np.arange(n, dtype=np.int32)}
     for labels in tf.nest.flatten(y):
         if len(labels) != n:
             raise ValueError(f"{n} examples but {len(labels)} labels.")

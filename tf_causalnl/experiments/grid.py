@@ -8,10 +8,13 @@ import datetime
 import os
 import time
 from collections.abc import Callable
+
 import ml_collections
+
+from tf_causalnl.experiments.grid_cells import (_finished, _to_json, _write_text, cell_config, cells,
+                                                check_compatible)
 from tf_causalnl.experiments.grid_report import METRIC, write_report
 from tf_causalnl.training import config_checks, run
-from tf_causalnl.experiments.grid_cells import _finished, _to_json, _write_text, cell_config, cells, check_compatible
 
 
 def run(config: ml_collections.ConfigDict, workdir: str,
@@ -23,7 +26,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       config: the grid config.
       workdir: the grid's work directory; rerunning resumes it.
       train_fn: trains one cell config into a directory and returns its
-        results (as `run.train` does, which resumes an interrupted run).
+        results (as `training.train` does, which resumes an interrupted run).
       log: receives one progress line per cell.
       shard, num_shards: train only the cells whose index is `shard` modulo
         `num_shards`, so that `num_shards` processes can share one grid (on

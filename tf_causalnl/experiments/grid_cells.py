@@ -8,7 +8,9 @@ import copy
 import dataclasses
 import json
 import os
+
 import ml_collections
+
 from tf_causalnl import noise
 from tf_causalnl.checkpoints import write_bytes
 from tf_causalnl.training import checks, config_checks, registry
@@ -28,7 +30,7 @@ class Cell:
     """One training run of the grid.
 
     Attributes:
-      method: a name in `registry.METHODS`.
+      method: a name in `training.METHODS`.
       forget_rate_mode: `ORACLE` (forget rate = noise rate) or `AUTO`.
       noise_type: a name in `noise.NOISE_TYPES`.
       noise_rate: the requested noise rate.

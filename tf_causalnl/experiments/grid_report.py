@@ -1,20 +1,19 @@
-"""The grid's results: results.csv, the Markdown table with means and standard errors, the plot.
-"""
+"""The grid's results: results.csv, the Markdown table with means and standard errors, the plot."""
 
-import csv
 import io
 import os
+
 import ml_collections
 import numpy as np
-from tf_causalnl.checkpoints import write_bytes
-from tf_causalnl.experiments.grid_cells import _label, AUTO, ORACLE, _finished, _grid, _stored_config, _write_text, cells, check_compatible, labels
+
+from tf_causalnl.checkpoints import write_bytes, write_csv
+from tf_causalnl.experiments.grid_cells import (AUTO, ORACLE, _finished, _grid, _label, _stored_config,
+                                                _write_text, cells, check_compatible, labels)
 from tf_causalnl.training import run
 
 
 #: The accuracy the table reports (the paper's Table 1 metric).
 METRIC = f"clean_test_accuracy_mean_last_{run.LAST_EPOCHS}"
-
-
 CSV_COLUMNS = (
     "label", "method", "forget_rate_mode", "noise_type", "noise_rate", "seed",
     "realized_noise_rate", "forget_rate", "estimated_noise_rate",
@@ -141,11 +140,7 @@ def estimate_table(rows: list[dict]) -> str:
 def write_report(config: ml_collections.ConfigDict, workdir: str) -> str:
     """Writes results.csv, results.md and accuracy_vs_noise.png; returns the table."""
     rows = collect(config, workdir)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    _write_text(os.path.join(workdir, "results.csv"), buffer.getvalue())
+    write_csv(os.path.join(workdir, "results.csv"), rows, CSV_COLUMNS)
     table = markdown_table(config, rows)
     estimates = estimate_table(rows)
     if estimates:

@@ -4,7 +4,7 @@ Two interleaved half-circles, one per class, in 2-D; the training labels are
 corrupted with the same instance-dependent noise as the image benchmarks
 (`noise.make_noisy_labels("idn", ...)`, here on the two coordinates). CE,
 Co-teaching, Mixup and CausalNL train MLP classifiers through the common
-entry point (`registry.build_model` from a config, then `fit`); CausalNL's
+entry point (`training.build_model` from a config, then `fit`); CausalNL's
 Z is 1-dimensional, the manifold constraint the paper credits for recovering
 the clean labels (Section 2). `run` trains all four over several seeds, writes
 the four-panel figure (noisy training data and the decision regions of
@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 
 from tf_causalnl import noise
-from tf_causalnl.checkpoints import write_bytes
+from tf_causalnl.checkpoints import write_bytes, write_csv
 from tf_causalnl.training import registry
 
 #: The methods of Fig. 2 (CE added as the reference), in the figure's order.
@@ -84,7 +84,7 @@ def moons_data(config: ml_collections.ConfigDict) -> MoonsData:
 
 
 def train_method(config: ml_collections.ConfigDict, method: str, moons: MoonsData) -> keras.Model:
-    """Trains `method` on the noisy moons through `registry.build_model` and `fit`."""
+    """Trains `method` on the noisy moons through `training.build_model` and `fit`."""
     config = ml_collections.ConfigDict(config.to_dict())
     config.model.method = method
     keras.utils.set_random_seed(config.seed)
@@ -121,7 +121,7 @@ def run(config: ml_collections.ConfigDict, out_dir: str, log=print) -> list[dict
                 f"(realised noise {moons.realized_rate:.3f})")
         if seed == config.moons.seeds[0]:
             write_bytes(os.path.join(out_dir, "moons.png"), figure(moons, models))
-    write_bytes(os.path.join(out_dir, "results.csv"), _csv(rows).encode())
+    write_csv(os.path.join(out_dir, "results.csv"), rows, ("method", "seed", "clean_test_accuracy", "realized_noise_rate"))
     table = markdown_table(rows, config.moons.methods)
     write_bytes(os.path.join(out_dir, "results.md"), table.encode())
     log(table)
@@ -177,7 +177,3 @@ def figure(moons: MoonsData, models: dict, resolution: int = 200) -> bytes:
     return buffer.getvalue()
 
 
-def _csv(rows: list[dict]) -> str:
-    columns = ("method", "seed", "clean_test_accuracy", "realized_noise_rate")
-    lines = [",".join(columns)] + [",".join(str(row[c]) for c in columns) for row in rows]
-    return "\n".join(lines) + "\n"

@@ -7,16 +7,16 @@ directory is all a report needs.
 import json
 import logging
 import os
+
 import ml_collections
 import numpy as np
+
 from tf_causalnl import checkpoints, data
 from tf_causalnl.reports.run_pictures import _read_json, dataset_class_names, write_pictures
 from tf_causalnl.training import inputs, registry, run
 
 
 _log = logging.getLogger(__name__)
-
-
 
 
 def run_data(config: ml_collections.ConfigDict) -> tuple[data.Dataset, np.ndarray]:

@@ -1,21 +1,22 @@
-"""keras-tuner's search of CausalNL's betas, z_dim, learning and forget rate, on noisy labels only.
-"""
+"""keras-tuner's search of CausalNL's betas, z_dim, learning and forget rate, on noisy labels only."""
 
 import dataclasses
 import os
 import time
+
 import keras
 import keras_tuner
 import ml_collections
 import numpy as np
-from tf_causalnl.models import callbacks as tf_callbacks
-from tf_causalnl import checkpoints, data
-from tf_causalnl.experiments.tuning_config import ALGORITHMS, CLEAN, OBJECTIVE, check_tune_config, check_workdir, noisy_validation_split, space_of, training_config, trial_config
-from tf_causalnl.experiments.tuning_report import summary_line, write_outputs
-from tf_causalnl.training import checks, inputs, registry
-from tf_causalnl.noise import estimation
-from tf_causalnl.models import forget_rate
 
+from tf_causalnl import checkpoints, data
+from tf_causalnl.experiments.tuning_config import (ALGORITHMS, CLEAN, OBJECTIVE, check_tune_config, check_workdir,
+                                                   noisy_validation_split, space_of, training_config, trial_config)
+from tf_causalnl.experiments.tuning_report import summary_line, write_outputs
+from tf_causalnl.models import callbacks as tf_callbacks
+from tf_causalnl.models import forget_rate
+from tf_causalnl.noise import estimation
+from tf_causalnl.training import checks, inputs, registry
 
 
 _SEARCH_DIR = "search"

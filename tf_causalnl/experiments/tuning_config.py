@@ -1,26 +1,23 @@
-"""A search's config: its `tune` section checked, the space read, each trial's training config.
-"""
+"""A search's config: its `tune` section checked, the space read, each trial's training config."""
 
 import copy
 import os
+
 import ml_collections
 import numpy as np
+
 from tf_causalnl.config import tune_section
-from tf_causalnl.training import checks, config_checks
 from tf_causalnl.models import forget_rate
+from tf_causalnl.training import checks, config_checks
 
 
 #: The objective: accuracy against the noisy labels of the held-out split.
 OBJECTIVE = "val_noisy_accuracy"
-
-
 #: Clean test accuracy, logged beside the objective, never optimised.
 CLEAN = "clean_test_accuracy"
 
 #: keras-tuner's search algorithms by name (`tuning.TUNERS` maps them to tuners).
 ALGORITHMS = ("random", "bayesian", "hyperband")
-
-
 #: Searchable names and the config keys they set.
 SPACE_KEYS = {"beta0": "model.beta0", "beta1": "model.beta1", "beta2": "model.beta2",
               "beta3": "model.beta3", "z_dim": "model.z_dim",
@@ -32,7 +29,7 @@ RESUMABLE_KEYS = ("tune.max_trials", "train.verbose")
 
 
 def training_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The config without its `tune` section: what `run.train` accepts."""
+    """The config without its `tune` section: what `training.train` accepts."""
     plain = copy.deepcopy(config)  # keeps forget_rate's field type (a number or "auto")
     if "tune" in plain:
         with plain.unlocked():

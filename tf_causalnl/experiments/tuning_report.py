@@ -1,10 +1,11 @@
-"""A search's report: the trials as rows, their correlations, the best config as a file.
-"""
+"""A search's report: the trials as rows, their correlations, the best config as a file."""
 
 import os
+
 import keras_tuner
 import ml_collections
 import numpy as np
+
 from tf_causalnl import checkpoints
 from tf_causalnl.config import base_config
 from tf_causalnl.experiments.tuning_config import CLEAN, OBJECTIVE, SPACE_KEYS, trial_config
@@ -79,8 +80,7 @@ def write_outputs(tuner: keras_tuner.Tuner, config: ml_collections.ConfigDict) -
     for ending in (OBJECTIVE, CLEAN, "seconds"):  # the results last
         if ending in names:
             names.append(names.pop(names.index(ending)))
-    lines = [",".join(names)] + [",".join(str(row.get(name, "")) for name in names) for row in rows]
-    checkpoints.write_bytes(os.path.join(workdir, "trials.csv"), ("\n".join(lines) + "\n").encode())
+    checkpoints.write_csv(os.path.join(workdir, "trials.csv"), rows, names)
     summary = {"trials_csv": os.path.join(workdir, "trials.csv"), "trials": len(rows), **correlations(rows)}
     best = tuner.oracle.get_best_trials(1)
     if best:

@@ -1,5 +1,4 @@
-"""A trained classifier as a SavedModel for TF Serving, versioned and published atomically.
-"""
+"""A trained classifier as a SavedModel for TF Serving, versioned and published atomically."""
 
 from __future__ import annotations
 
@@ -9,14 +8,15 @@ import numbers
 import os
 import shutil
 import uuid
+
 import keras
 import tensorflow as tf
+
 from tf_causalnl import checkpoints
 from tf_causalnl.data import to_float
 
+
 DEFAULT_SIGNATURE = "serving_default"
-
-
 FLOAT_SIGNATURE = "serving_float"
 
 
@@ -89,7 +89,10 @@ def export_run(workdir: str | os.PathLike, base_dir: str | os.PathLike, model_na
 
 
 def _classifier(model: keras.Model) -> keras.Model:
-    classifier = getattr(model, "classifier", model)
+    if hasattr(model, "inference_classifier"):  # a model that predicts with more than one network
+        classifier = model.inference_classifier()
+    else:
+        classifier = getattr(model, "classifier", model)
     if not isinstance(classifier, keras.Model):
         raise ValueError(f"Expected a Keras model or a model with a .classifier, got {type(model).__name__}.")
     try:

@@ -1,7 +1,7 @@
 """The per-example losses of the single-network baselines of Section 4.1.
 
 Pure functions of tensors, one value per example and no reduction, like
-`tf_causalnl.losses`: the models reduce them once for the global batch
+`tf_causalnl.models.losses`: the models reduce them once for the global batch
 (`tf.nn.compute_average_loss`). Every function takes the classifier's softmax
 `probabilities` (what `NoisyLabelClassifier.call` returns); their
 cross-entropies go through Keras, which recovers the logits behind a softmax,
@@ -15,7 +15,7 @@ an example is the row vector p @ T.
 import keras
 import tensorflow as tf
 
-from tf_causalnl.models.losses import DEFAULT_SELECTION, selection_mask
+from tf_causalnl.models.selection import DEFAULT_SELECTION, selection_mask
 
 #: Floor of probabilities that go into a log or a denominator.
 EPSILON = 1e-7
@@ -64,8 +64,8 @@ def self_paced_cross_entropy(
     The predefined-curriculum MentorNet (self-paced learning) that Han et al.
     (2018, Section 4) compare co-teaching with: one network keeps the
     round((1 - forget_rate) * batch) examples with its own smallest
-    cross-entropy (`tf_causalnl.losses.selection_mask`), over the batch or
-    within each noisy label (`selection`, one of `losses.SELECTIONS`).
+    cross-entropy (`tf_causalnl.models.selection.selection_mask`), over the batch or
+    within each noisy label (`selection`, one of `selection.SELECTIONS`).
 
     Returns:
       CE * mask * batch / kept, shape (batch,): zero on the dropped examples,

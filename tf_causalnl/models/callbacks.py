@@ -1,6 +1,6 @@
 """Callbacks: co-teaching's forget-rate schedule and a divergence guard.
 
-The model side of the schedule is `tf_causalnl.forget_rate.ForgetRateMixin`.
+The model side of the schedule is `tf_causalnl.models.forget_rate.ForgetRateMixin`.
 """
 
 import math

@@ -15,6 +15,8 @@ from tf_causalnl.models import distributions, losses
 from tf_causalnl.models.forget_rate import ForgetRateMixin
 from tf_causalnl.models.two_networks import TwoNetworks
 from tf_causalnl.models.wrapper import float32, unpack_batch
+from tf_causalnl.models.objective import causalnl_objective
+from tf_causalnl.models.selection import DEFAULT_SELECTION
 
 
 @keras.saving.register_keras_serializable(package="tf_causalnl")
@@ -62,7 +64,7 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
       ramp_epochs: epochs over which the forget rate rises from 0 (10 in the
         paper); see `ForgetRateSchedule`.
       selection: how co-teaching picks its small-loss examples,
-        `losses.SELECTIONS`: "global" (the paper: the batch's smallest losses)
+        `models.selection.SELECTIONS`: "global" (the paper: the batch's smallest losses)
         or "per_class" (the same share within each noisy label).
       temperature: temperature of the Gumbel-softmax sample of Y.
       vae_depth: stride-2 layers of the image encoders and decoder; None picks
@@ -98,7 +100,7 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
         label_gradient: float | None = None,
         forget_rate: float | str = 0.2,
         ramp_epochs: int = 10,
-        selection: str = losses.DEFAULT_SELECTION,
+        selection: str = DEFAULT_SELECTION,
         temperature: float = 1.0,
         vae_depth: int | None = None,
         vae_width: int = networks.VAE_WIDTH,
@@ -107,7 +109,8 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
     ):
         _check_arguments(classifier, z_dim, (beta0, beta1, beta2, beta3), temperature, vae_depth, vae_width,
                          kwargs.get("dtype"))
-        super().__init__(classifier, seed=seed, **kwargs)
+        super().__init__(classifier, forget_rate=forget_rate, ramp_epochs=ramp_epochs, selection=selection,
+                         seed=seed, **kwargs)
         self.z_dim = int(z_dim)
         self.objective = objective
         self.weighting_overrides = {
@@ -119,7 +122,6 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
         self.weighting = losses.weighting(objective, **self.weighting_overrides)
         given = (beta0, beta1, beta2, beta3)
         self.betas = tuple(float(own if b is None else b) for b, own in zip(given, self.weighting.betas))
-        self._init_forget_rate(forget_rate, ramp_epochs, selection)
         self.temperature = float(temperature)
         self.vae_depth = vae_depth
         self.vae_width = int(vae_width)
@@ -146,16 +148,6 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
         }
         self.built = True
 
-    @property
-    def metrics(self):
-        return [
-            self.loss_tracker,
-            *self.term_trackers.values(),
-            self.accuracy_tracker,
-            self.clean_accuracy_tracker,
-            self.selection_precision_tracker,
-        ]
-
     def branch(self, index: int, x: tf.Tensor, seeds: tf.Tensor, training: bool) -> losses.BranchOutputs:
         """Runs branch `index` (0 or 1) of Algorithm 1, lines 3-7.
 
@@ -178,19 +170,22 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
         seeds = self._step_seeds(self.optimizer.iterations)
         with tf.GradientTape() as tape:
             branches = (self.branch(0, x, seeds[:2], True), self.branch(1, x, seeds[2:], True))
-            objective = losses.causalnl_objective(
+            objective = causalnl_objective(
                 x, labels, branches, self.forget_rate_variable, self.betas, self.weighting, self.selection
             )
             loss = objective["loss"] + self._regularization()
             scaled = self.optimizer.scale_loss(loss)  # mixed_float16's loss scale, else 1
+        logs = self._apply_and_log(tape, scaled, loss, branches[0].logits, labels, clean, objective["terms"])
+        return {**logs, **self._selection_logs(objective["selections"], labels, clean)}
+
+    def _apply_and_log(self, tape, scaled, loss, logits, labels, clean, terms) -> dict:
+        """The update from the tape, then the logs: the loss, the objective's terms, the accuracies."""
         gradients = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
-        logs = self._update_trackers(loss, branches[0].logits, labels, clean)
-        for name, values in objective["terms"].items():
+        logs = self._update_trackers(loss, logits, labels, clean)
+        for name, values in terms.items():
             self.term_trackers[name].update_state(values)
-        terms = {name: tracker.result() for name, tracker in self.term_trackers.items()}
-        logs = {"loss": logs.pop("loss"), **terms, **logs}
-        return {**logs, **self._selection_logs(objective["selections"], labels, clean)}
+        return {"loss": logs.pop("loss"), **{name: t.result() for name, t in self.term_trackers.items()}, **logs}
 
     def _step_seeds(self, step: tf.Tensor) -> tf.Tensor:
         """Four stateless seeds for this step: a function of (seed, step) alone.
@@ -230,7 +225,7 @@ def _scale_gradient(tensor: tf.Tensor, scale: float) -> tf.Tensor:
 
 
 def _check_arguments(classifier, z_dim, betas, temperature, vae_depth, vae_width, dtype) -> None:
-    """The rules `checks.check_config` applies to the same keys under `model.`."""
+    """The rules `training.config_checks.check_config` applies to the same keys under `model.`."""
     networks.check_classifier(classifier, dtype)
     validation.check_whole(z_dim, "z_dim", 1)
     for i, beta in enumerate(betas):

@@ -9,7 +9,6 @@ import keras
 import tensorflow as tf
 
 from tf_causalnl import networks
-from tf_causalnl.data import to_float
 from tf_causalnl.models.wrapper import ClassifierWrapper, reject_sample_weight, split_labels
 
 
@@ -37,14 +36,14 @@ class NoisyLabelClassifier(ClassifierWrapper, keras.Model):
         self._init_accuracy_trackers()
         self.built = True
 
-    def per_example_loss(self, x, labels, probabilities, training):
+    def per_example_loss(self, labels, probabilities, training):
         """The method's loss of each example (cross-entropy for the CE baseline)."""
         return keras.losses.sparse_categorical_crossentropy(labels, probabilities)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         reject_sample_weight(sample_weight)
         labels, _ = split_labels(y)
-        per_example = self.per_example_loss(to_float(x), labels, y_pred, training)
+        per_example = self.per_example_loss(labels, y_pred, training)
         # Divided by the global batch: Keras sums gradients over replicas.
         return tf.nn.compute_average_loss(per_example) + self._regularization()
 

@@ -1,10 +1,10 @@
-"""Co-teaching (Han et al., NeurIPS 2018): each network trains on its peer's small-loss examples.
-"""
+"""Co-teaching (Han et al., NeurIPS 2018): each network trains on its peer's small-loss examples."""
 
 import keras
-from tf_causalnl.models import losses
+
 from tf_causalnl.models.forget_rate import ForgetRateMixin
 from tf_causalnl.models.two_networks import TwoNetworks
+from tf_causalnl.models.selection import coteaching
 
 
 @keras.saving.register_keras_serializable(package="tf_causalnl")
@@ -37,26 +37,13 @@ class CoTeaching(ForgetRateMixin, TwoNetworks):
       ramp_epochs: T_k, the epochs over which the forget rate rises (10 in
         the paper).
       selection: "global" (the paper) ranks the whole batch; "per_class"
-        keeps the same share of each noisy label (`losses.SELECTIONS`).
+        keeps the same share of each noisy label (`models.selection.SELECTIONS`).
       seed: kept for a uniform constructor; training draws no random numbers.
     """
 
-    def __init__(
-        self,
-        classifier: keras.Model,
-        *,
-        forget_rate: float | str = 0.2,
-        ramp_epochs: int = 10,
-        selection: str = losses.DEFAULT_SELECTION,
-        seed: int = 0,
-        **kwargs,
-    ):
-        super().__init__(classifier, seed=seed, **kwargs)
-        self._init_forget_rate(forget_rate, ramp_epochs, selection)
-
     def per_example_losses(self, logits1, logits2, labels):
         """Each network's cross-entropy on the examples its peer selected."""
-        loss1, loss2, mask1, mask2 = losses.coteaching(logits1, logits2, labels, self.forget_rate_variable,
+        loss1, loss2, mask1, mask2 = coteaching(logits1, logits2, labels, self.forget_rate_variable,
                                                      self.selection)
         return loss1, loss2, (mask1, mask2)
 

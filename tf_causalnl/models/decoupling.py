@@ -1,12 +1,12 @@
-"""Decoupling (Malach and Shalev-Shwartz, NeurIPS 2017): update only where the two networks disagree.
-"""
+"""Decoupling (Malach and Shalev-Shwartz, NeurIPS 2017): update only where the two networks disagree."""
 
 import keras
 import tensorflow as tf
+
 from tf_causalnl import validation
 from tf_causalnl.models import losses
-from tf_causalnl.models.wrapper import float32
 from tf_causalnl.models.two_networks import TwoNetworks
+from tf_causalnl.models.wrapper import float32
 
 
 #: The smallest share of the batch Decoupling divides by: the authors' code

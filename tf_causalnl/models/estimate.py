@@ -6,12 +6,13 @@ a `NoiseEstimate` (`tf_causalnl.noise.estimation`).
 """
 
 import math
+
 import keras
 import numpy as np
 from numpy.typing import ArrayLike
-from tf_causalnl import networks
+
+from tf_causalnl import networks, noise
 from tf_causalnl.models.ce import NoisyLabelClassifier
-from tf_causalnl import noise
 from tf_causalnl.noise.estimation import NoiseEstimate, check_percentile, estimate_from_probabilities
 
 
@@ -119,14 +120,7 @@ def estimate_noise(
 
     order = np.random.default_rng(seed).permutation(n)
     train, val = order[num_holdout:], order[:num_holdout]
-    try:
-        copy = keras.models.clone_model(classifier)
-    except Exception as error:  # clone_model raises several types for subclassed models
-        raise ValueError(
-            "estimate_noise trains a copy made by keras.models.clone_model, which failed "
-            f"for this classifier ({type(error).__name__}: {error}). Build it with the "
-            "functional or Sequential API, or give a subclassed model a get_config."
-        ) from error
+    copy = networks.clone_architecture(classifier, "estimate_noise trains a copy of the classifier")
     model = NoisyLabelClassifier(copy, seed=seed)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     fit_kwargs = {}

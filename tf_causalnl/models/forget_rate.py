@@ -11,9 +11,10 @@ import keras
 import numpy as np
 
 from tf_causalnl import validation
-from tf_causalnl.models import losses
 from tf_causalnl.models.callbacks import with_forget_rate_schedule
 from tf_causalnl.models.estimate import estimate_noise
+from tf_causalnl.models.selection import DEFAULT_SELECTION, check_selection
+
 
 #: The forget rate that asks for the estimated noise rate.
 AUTO = "auto"
@@ -73,20 +74,25 @@ def resolve_auto_forget_rate(model: keras.Model, x, y=None, **estimate_kwargs) -
 class ForgetRateMixin:
     """The model side of the schedule, for `keras.Model`s with a forget rate.
 
-    CausalNL, CoTeaching and MentorNet call `_init_forget_rate` in
-    `__init__` (forget rate, ramp and small-loss `selection` rule,
-    `losses.SELECTIONS`); their `fit` (`ClassifierWrapper.fit`), once it has checked
+    CausalNL, CoTeaching and MentorNet take the forget rate, its ramp and the
+    small-loss `selection` rule through this class's `__init__` (
+    `selection.SELECTIONS`); their `fit` (`ClassifierWrapper.fit`), once it has checked
     its input, then replaces a forget rate of "auto" by the noise
     rate estimated from fit's data (`resolve_auto_forget_rate`)
     and adds `ForgetRateSchedule` first unless one is given, so loggers such
     as `CSVLogger` see the `forget_rate` it adds to the epoch's logs.
     """
 
+    def __init__(self, classifier: keras.Model, *, forget_rate: float | str = 0.2, ramp_epochs: int = 10,
+                 selection: str = DEFAULT_SELECTION, seed: int = 0, **kwargs):
+        super().__init__(classifier, seed=seed, **kwargs)
+        self._init_forget_rate(forget_rate, ramp_epochs, selection)
+
     def _init_forget_rate(self, forget_rate, ramp_epochs: int, selection: str) -> None:
         self.forget_rate = check_forget_rate(forget_rate)
         validation.check_whole(ramp_epochs, "ramp_epochs", 0)
         self.ramp_epochs = int(ramp_epochs)
-        self.selection = losses.check_selection(selection)
+        self.selection = check_selection(selection)
         # Read by the loss, set each epoch by ForgetRateSchedule.
         self.forget_rate_variable = keras.Variable(
             0.0, trainable=False, dtype="float32", name="current_forget_rate"

@@ -8,54 +8,14 @@ cross-entropy, because validation and test labels are clean: `val_loss` is then
 the classifier's cross-entropy on them, comparable across methods.
 """
 
-from typing import Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_causalnl import validation
+from tf_causalnl import noise, validation
 from tf_causalnl.models import baseline_losses
 from tf_causalnl.models.ce import NoisyLabelClassifier
-
-#: How far a row of T may sum from 1.
-ROW_SUM_TOLERANCE = 1e-3
-
-
-def check_transition(transition: Sequence[Sequence[float]] | np.ndarray, num_classes: int) -> np.ndarray:
-    """T as a float64 array, or a ValueError that says what is wrong and how to fix it."""
-    hint = (
-        f"Give a ({num_classes}, {num_classes}) row-stochastic matrix, "
-        "T[i, j] = P(noisy = j | clean = i), as a nested list or array."
-    )
-    try:
-        matrix = np.asarray(transition, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"transition is not a matrix of numbers ({error}). {hint}") from error
-    if matrix.shape != (num_classes, num_classes):
-        raise ValueError(
-            f"transition has shape {matrix.shape}, but the classifier has {num_classes} "
-            f"outputs, so it needs shape ({num_classes}, {num_classes}). {hint}"
-        )
-    if not np.all(np.isfinite(matrix)):
-        where = [tuple(int(i) for i in ij) for ij in np.argwhere(~np.isfinite(matrix))]
-        raise ValueError(f"transition is not finite (NaN or inf) at {where}. Re-estimate it; {hint}")
-    if np.any(matrix < 0.0):
-        where = [tuple(int(i) for i in ij) for ij in np.argwhere(matrix < 0.0)]
-        raise ValueError(
-            f"transition has negative entries at {where}; entries are probabilities. "
-            "Clip them to 0 and divide each row by its sum."
-        )
-    sums = matrix.sum(axis=1)
-    bad = np.flatnonzero(np.abs(sums - 1.0) > ROW_SUM_TOLERANCE)
-    if bad.size:
-        raise ValueError(
-            f"transition rows must sum to 1 (within {ROW_SUM_TOLERANCE}): rows {bad.tolist()} "
-            f"sum to {np.round(sums[bad], 6).tolist()}. Rows are the clean class; if the "
-            "matrix is transposed (rows = noisy class) pass its transpose, otherwise "
-            "normalise: T / T.sum(axis=1, keepdims=True)."
-        )
-    return matrix
 
 
 class _TransitionCorrection(NoisyLabelClassifier):
@@ -63,12 +23,12 @@ class _TransitionCorrection(NoisyLabelClassifier):
 
     def __init__(self, classifier: keras.Model, *, transition, seed: int = 0, **kwargs):
         super().__init__(classifier, seed=seed, **kwargs)
-        self.transition = check_transition(transition, self.num_classes)
+        self.transition = noise.check_transition(transition, self.num_classes)
         self._transition_tensor = tf.constant(self.transition, tf.float32)
 
-    def per_example_loss(self, x, labels, probabilities, training):
+    def per_example_loss(self, labels, probabilities, training):
         if not training:
-            return super().per_example_loss(x, labels, probabilities, training)
+            return super().per_example_loss(labels, probabilities, training)
         return self.training_loss(labels, probabilities)
 
     def training_loss(self, labels, probabilities):

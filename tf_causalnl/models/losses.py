@@ -1,4 +1,4 @@
-"""The CausalNL objective: negative ELBO (Eq. 6, Appendix B) plus co-teaching.
+"""The terms of the CausalNL objective: negative ELBO (Eq. 6, Appendix B), and their weightings.
 
 Every function here is a pure function of tensors and returns one value per
 example, so each term can be tested against numbers computed by hand and the
@@ -12,7 +12,8 @@ objective ("elbo") is
   + beta1 * CE(noisy_logits, y~)        -log p(Y~|Y,X)
   + beta2 * sum_y q(y|x) log q(y|x)     KL(q(Y|X) || uniform P(Y)) up to a constant
   + beta3 * KL(q(Z|X,Y) || N(0, I))     closed form, summed over the z dimensions
-  + co-teaching cross-entropy on the examples the peer branch selected.
+  + co-teaching cross-entropy on the examples the peer branch selected
+    (`selection`; `objective` adds them up for a batch).
 
 "paper" divides the reconstruction by d as Appendix B writes it, and
 "public_code" is the public PyTorch code's effective weighting (`OBJECTIVES`,
@@ -20,15 +21,15 @@ objective ("elbo") is
 """
 
 import dataclasses
-from typing import NamedTuple, Sequence
-
+from typing import NamedTuple
 import tensorflow as tf
-
 from tf_causalnl import validation
 from tf_causalnl.models import distributions
 
+
 #: Appendix B: beta0 = beta1 = 0.1, beta2 = 1e-5, beta3 = 0.01.
 APPENDIX_B_BETAS = (0.1, 0.1, 1e-5, 0.01)
+
 
 #: The default objective's betas: Appendix B's reconstruction weight (0.1, on
 #: the error summed over the image), and its noisy-label, entropy and KL
@@ -99,101 +100,15 @@ def latent_kl(mean: tf.Tensor, log_variance: tf.Tensor) -> tf.Tensor:
     return distributions.tfd.kl_divergence(posterior, prior)
 
 
-def num_to_keep(batch_size: tf.Tensor, forget_rate: tf.Tensor) -> tf.Tensor:
-    """How many small-loss examples co-teaching keeps: round((1 - rate) * batch), at least 1.
-
-    `batch_size` may be a vector of counts (one per class); an entry of 0 gives 1.
-    """
-    batch = tf.cast(batch_size, tf.float32)
-    keep = tf.round((1.0 - tf.cast(forget_rate, tf.float32)) * batch)
-    return tf.cast(tf.clip_by_value(keep, 1.0, batch), tf.int32)
-
-
-#: How co-teaching picks its small-loss examples (`CausalNL(selection=...)`,
-#: `config.model.selection`): "global" keeps the batch's smallest losses
-#: (Han et al. 2018 and the public code); "per_class" keeps the same share
-#: within each noisy label, so a network that predicts one class everywhere
-#: cannot select only the examples labelled with it.
-SELECTIONS = ("global", "per_class")
-DEFAULT_SELECTION = "global"
-
-
-def check_selection(selection: str) -> str:
-    """`selection` if it is one of `SELECTIONS`; else a one-line ValueError."""
-    if selection not in SELECTIONS:
-        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}.")
-    return selection
-
-
-def small_loss_mask(per_example_loss: tf.Tensor, forget_rate: tf.Tensor) -> tf.Tensor:
-    """A 0/1 float mask of the examples with the smallest loss (Han et al. 2018).
-
-    Keeps `num_to_keep` examples; ties go to the earlier example. The mask
-    carries no gradient: selection is a decision, not part of the objective.
-    """
-    per_example_loss = tf.stop_gradient(per_example_loss)
-    batch = tf.shape(per_example_loss)[0]
-    _, kept = tf.math.top_k(-per_example_loss, k=num_to_keep(batch, forget_rate))
-    return tf.scatter_nd(kept[:, None], tf.ones_like(kept, tf.float32), [batch])
-
-
-def per_class_small_loss_mask(per_example_loss: tf.Tensor, labels: tf.Tensor, forget_rate: tf.Tensor,
-                              num_classes: int) -> tf.Tensor:
-    """`small_loss_mask` within each noisy label: `num_to_keep` of each label's examples.
-
-    At least one example of each label present is kept; ties go to the
-    earlier example; the mask carries no gradient.
-    """
-    per_example_loss = tf.stop_gradient(per_example_loss)
-    batch = tf.shape(per_example_loss)[0]
-    labels = tf.cast(labels, tf.int32)
-    # Order by label, then by loss within each label (both sorts stable).
-    order = tf.argsort(per_example_loss, stable=True)
-    order = tf.gather(order, tf.argsort(tf.gather(labels, order), stable=True))
-    sorted_labels = tf.gather(labels, order)
-    counts = tf.math.unsorted_segment_sum(tf.ones_like(labels), labels, num_classes)
-    rank_in_class = tf.range(batch) - tf.gather(tf.cumsum(counts, exclusive=True), sorted_labels)
-    keep = tf.minimum(num_to_keep(counts, forget_rate), counts)  # 0 for an absent class
-    kept = tf.cast(rank_in_class < tf.gather(keep, sorted_labels), tf.float32)
-    return tf.scatter_nd(order[:, None], kept, [batch])
-
-
-def coteaching(
-    logits1: tf.Tensor, logits2: tf.Tensor, labels: tf.Tensor, forget_rate: tf.Tensor,
-    selection: str = DEFAULT_SELECTION,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Co-teaching's exchange of small-loss selections (Algorithm 1, line 5).
-
-    Each classifier ranks the batch by its own cross-entropy against the noisy
-    labels (over the whole batch, or within each noisy label: `SELECTIONS`);
-    each is trained on the selection of its peer.
-
-    Returns:
-      (loss1, loss2, mask1, mask2): per-example losses of classifiers 1 and 2,
-      and the selections made by classifiers 1 and 2. loss1 is the
-      cross-entropy of classifier 1 on the examples classifier 2 selected,
-      scaled by batch / kept so that averaging it over the batch gives the mean
-      over the selection (once: the public code divides by the count twice).
-    """
-    ce1 = cross_entropy(logits1, labels)
-    ce2 = cross_entropy(logits2, labels)
-    mask1 = selection_mask(ce1, labels, forget_rate, selection, logits1.shape[-1])
-    mask2 = selection_mask(ce2, labels, forget_rate, selection, logits2.shape[-1])
-    scale = tf.cast(tf.shape(ce1)[0], ce1.dtype) / tf.reduce_sum(mask1)
-    return ce1 * mask2 * scale, ce2 * mask1 * scale, mask1, mask2
-
-
-def selection_mask(per_example_loss: tf.Tensor, labels: tf.Tensor, forget_rate: tf.Tensor,
-                   selection: str, num_classes: int) -> tf.Tensor:
-    """The small-loss mask of one of `SELECTIONS`."""
-    if check_selection(selection) == "global":
-        return small_loss_mask(per_example_loss, forget_rate)
-    return per_class_small_loss_mask(per_example_loss, labels, forget_rate, num_classes)
-
-
 ERRORS = ("l1", "mse")
+
+
 PIXEL_REDUCTIONS = ("sum", "mean")
+
+
 COTEACHING_SCALES = ("selection_mean", "public_code")
+
+
 KL_REDUCTIONS = ("example", "public_code")
 
 
@@ -254,6 +169,8 @@ OBJECTIVES = {
     "public_code": Weighting(error="mse", pixels="mean", coteaching="public_code",
                              kl="public_code", entropy=False),
 }
+
+
 DEFAULT_OBJECTIVE = "elbo"
 
 
@@ -277,66 +194,3 @@ def elbo_terms(x: tf.Tensor, labels: tf.Tensor, out: BranchOutputs) -> dict:
         "negative_entropy": negative_entropy(out.logits),
         "kl_z": latent_kl(out.z_mean, out.z_log_variance),
     }
-
-
-def causalnl_objective(
-    x: tf.Tensor,
-    labels: tf.Tensor,
-    branches: tuple[BranchOutputs, BranchOutputs],
-    forget_rate: tf.Tensor,
-    betas: Sequence[float] = ELBO_BETAS,
-    weights: Weighting = OBJECTIVES[DEFAULT_OBJECTIVE],
-    selection: str = DEFAULT_SELECTION,
-) -> dict:
-    """The loss both branches minimise, reduced for the global batch.
-
-    Args:
-      x: the input batch.
-      labels: the observed (noisy) integer labels.
-      branches: the outputs of branch 1 and branch 2.
-      forget_rate: the current co-teaching forget rate.
-      betas: (beta0, beta1, beta2, beta3), the weights of the reconstruction,
-        noisy-label, entropy and KL terms.
-      weights: how the terms are reduced and scaled (`Weighting`).
-      selection: how co-teaching selects its small-loss examples (`SELECTIONS`).
-
-    Returns:
-      A dict with "loss", the scalar objective divided by the global batch
-      size (sum over replicas gives the mean over the global batch); "terms",
-      per-example unweighted terms averaged over the two branches, for
-      logging; and "selections", the small-loss masks of classifiers 1 and 2.
-    """
-    beta0, beta1, beta2, beta3 = betas
-    out1, out2 = branches
-    cot1, cot2, mask1, mask2 = coteaching(out1.logits, out2.logits, labels, forget_rate, selection)
-    terms1 = elbo_terms(x, labels, out1)
-    terms2 = elbo_terms(x, labels, out2)
-
-    cot_scale, kl_scale = 1.0, 1.0
-    if weights.coteaching == "public_code":  # divided by the global kept count once more
-        cot_scale = 1.0 / (tf.reduce_sum(mask1) * _replicas())
-    if weights.kl == "public_code":  # summed over the global batch, without the 1/2
-        kl_scale = 2.0 * _global_batch(x)
-    per_example = cot_scale * (cot1 + cot2)
-    for out, terms in ((out1, terms1), (out2, terms2)):
-        per_example += (
-            beta0 * reconstruction_error(x, out.reconstruction, weights.error, weights.pixels)
-            + beta1 * terms["noisy_label_ce"]
-            + (beta2 * terms["negative_entropy"] if weights.entropy else 0.0)
-            + beta3 * kl_scale * terms["kl_z"]
-        )
-    terms = {name: 0.5 * (terms1[name] + terms2[name]) for name in terms1}
-    terms["coteaching"] = 0.5 * (cot1 + cot2)
-    return {
-        "loss": tf.nn.compute_average_loss(per_example),
-        "terms": terms,
-        "selections": (mask1, mask2),
-    }
-
-
-def _replicas() -> float:
-    return float(tf.distribute.get_strategy().num_replicas_in_sync)
-
-
-def _global_batch(x: tf.Tensor) -> tf.Tensor:
-    return tf.cast(tf.shape(x)[0], tf.float32) * _replicas()

@@ -5,7 +5,6 @@ import keras
 from tf_causalnl.models import baseline_losses
 from tf_causalnl.models.ce import NoisyLabelClassifier
 from tf_causalnl.models.forget_rate import ForgetRateMixin
-from tf_causalnl.models.losses import DEFAULT_SELECTION
 
 
 @keras.saving.register_keras_serializable(package="tf_causalnl")
@@ -31,26 +30,13 @@ class MentorNet(ForgetRateMixin, NoisyLabelClassifier):
         typically the noise rate; or "auto" for the estimated noise rate.
       ramp_epochs: epochs over which the rate rises from 0 (10 in Han et al.).
       selection: "global" ranks the whole batch; "per_class" keeps the same
-        share of each noisy label (`tf_causalnl.losses.SELECTIONS`).
+        share of each noisy label (`tf_causalnl.models.selection.SELECTIONS`).
       seed: unused (the method has no randomness); kept for a uniform API.
     """
 
-    def __init__(
-        self,
-        classifier: keras.Model,
-        *,
-        forget_rate: float | str = 0.2,
-        ramp_epochs: int = 10,
-        selection: str = DEFAULT_SELECTION,
-        seed: int = 0,
-        **kwargs,
-    ):
-        super().__init__(classifier, seed=seed, **kwargs)
-        self._init_forget_rate(forget_rate, ramp_epochs, selection)
-
-    def per_example_loss(self, x, labels, probabilities, training):
+    def per_example_loss(self, labels, probabilities, training):
         if not training:
-            return super().per_example_loss(x, labels, probabilities, training)
+            return super().per_example_loss(labels, probabilities, training)
         return baseline_losses.self_paced_cross_entropy(probabilities, labels, self.forget_rate_variable,
                                                self.selection)
 

@@ -8,6 +8,7 @@ evaluates and predicts through the first.
 
 import keras
 import tensorflow as tf
+
 from tf_causalnl import networks
 from tf_causalnl.models import losses
 from tf_causalnl.models.wrapper import ClassifierWrapper, float32, unpack_batch
@@ -44,10 +45,14 @@ class TwoNetworks(ClassifierWrapper, keras.Model):
         """Network 1: the classifier the user passed in and keeps."""
         return self.classifiers[0]
 
+    #: Trackers of the terms a subclass logs beside its loss, by name (CausalNL's ELBO terms).
+    term_trackers: dict = {}
+
     @property
     def metrics(self):
         return [
             self.loss_tracker,
+            *self.term_trackers.values(),
             self.accuracy_tracker,
             self.clean_accuracy_tracker,
             self.selection_precision_tracker,

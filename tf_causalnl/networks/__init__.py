@@ -9,8 +9,8 @@ from tf_causalnl.networks.classifiers import (CLASSIFIERS, IMAGENET_MEAN_BGR, PR
                                               PRETRAINED_PREFIX, RESNET_LAYOUTS, ImageNetPreprocessing,
                                               build_classifier, build_imagenet_resnet50, build_mlp_classifier,
                                               build_resnet, build_small_cnn)
-from tf_causalnl.networks.precision import (PRECISIONS, check_classifier, fresh_clone, model_precision,
-                                            policy_of, precision, precision_name)
 from tf_causalnl.networks.layers import BN_MOMENTUM, LEAKY_SLOPE
-from tf_causalnl.networks.vae import (VAE_WIDTH, build_decoder, build_latent_encoder,
-                                      build_noisy_label_decoder, conv_filters, default_vae_depth)
+from tf_causalnl.networks.precision import (PRECISIONS, check_classifier, clone_architecture, fresh_clone,
+                                            model_precision, policy_of, precision, precision_name)
+from tf_causalnl.networks.vae import (VAE_WIDTH, build_decoder, build_latent_encoder, build_noisy_label_decoder,
+                                      conv_filters, default_vae_depth)

@@ -4,7 +4,9 @@ Each returns logits; `build_classifier(name, ...)` picks one from `CLASSIFIERS`.
 """
 
 from typing import Callable, Sequence
+
 import keras
+
 from tf_causalnl.networks import layers
 
 
@@ -114,8 +116,6 @@ def build_resnet(
 #: ImageNet's mean pixel, in BGR order: what the "caffe" preprocessing of
 #: keras.applications' ResNet-50 subtracts from 0-255 BGR images.
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
-
-
 #: Name prefix of the layers that hold pretrained weights; `fresh_clone`
 #: copies their weights into the clone instead of initialising them afresh.
 PRETRAINED_PREFIX = "pretrained_"

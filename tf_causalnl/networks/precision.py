@@ -7,9 +7,26 @@ policy (`check_classifier`), and the policy helpers.
 
 import contextlib
 from typing import Iterator
+
 import keras
 import numpy as np
+
 from tf_causalnl.networks.classifiers import PRETRAINED_PREFIX
+
+
+def clone_architecture(classifier: keras.Model, purpose: str) -> keras.Model:
+    """`keras.models.clone_model(classifier)`, or a ValueError that says why a clone was needed and how to allow it.
+
+    `purpose` opens the message, e.g. "estimate_noise trains a copy of the classifier".
+    """
+    try:
+        return keras.models.clone_model(classifier)
+    except Exception as error:  # clone_model raises several types for subclassed models
+        raise ValueError(
+            f"{purpose} with keras.models.clone_model, which failed for this classifier "
+            f"({type(error).__name__}: {error}). Build the classifier with the functional or "
+            "Sequential API, or give a subclassed model a get_config."
+        ) from error
 
 
 def fresh_clone(classifier: keras.Model, method: str) -> keras.Model:
@@ -22,15 +39,7 @@ def fresh_clone(classifier: keras.Model, method: str) -> keras.Model:
     a copy of their weights, so both networks start from the pretrained
     features and differ in the rest (e.g. the new logits layer).
     """
-    try:
-        clone = keras.models.clone_model(classifier)
-    except Exception as error:  # clone_model raises several types for subclassed models
-        raise ValueError(
-            f"{method} builds its second network by cloning the classifier with "
-            "keras.models.clone_model, which failed for this classifier "
-            f"({type(error).__name__}: {error}). Build the classifier with the "
-            "functional or Sequential API, or give a subclassed model a get_config."
-        ) from error
+    clone = clone_architecture(classifier, f"{method} builds its second network by cloning the classifier")
     if not clone.built:
         raise ValueError(
             f"{method} cloned the classifier but the clone is not built; build the "

@@ -14,7 +14,9 @@ as the official code does. Each `build_*` returns a built functional model.
 
 import math
 from typing import Sequence
+
 import keras
+
 from tf_causalnl.networks import layers
 
 

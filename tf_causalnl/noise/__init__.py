@@ -5,7 +5,7 @@ the estimates from a trained classifier are `tf_causalnl.transition`'s.
 """
 
 from tf_causalnl.noise.idn import flip_rate_location, idn_transition_rows, instance_dependent_noise
-from tf_causalnl.noise.labels import (NoiseReport, check_labels, check_rate, check_std, noise_report,
-                                      transition_matrix)
+from tf_causalnl.noise.labels import (ROW_SUM_TOLERANCE, NoiseReport, check_labels, check_rate, check_std,
+                                      check_transition, noise_report, transition_matrix)
 from tf_causalnl.noise.synthesis import (NOISE_TYPES, make_noisy_labels, pair_flip_noise, symmetric_noise,
                                          true_transition_rows)

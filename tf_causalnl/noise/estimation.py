@@ -10,20 +10,16 @@ probabilities is trained by `tf_causalnl.models.estimate`.
 import dataclasses
 import math
 from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike
 
-from tf_causalnl.noise.labels import check_labels
+from tf_causalnl.noise.labels import ROW_SUM_TOLERANCE, check_labels, check_transition
 
 
 # A transition matrix whose smallest singular value is below this fraction of
 # its largest is treated as singular by `clean_class_prior`.
 SINGULAR_RCOND = 1e-6
-
-
-# How far the rows of a probability table may sum from 1 (float32 softmax
-# outputs are within about 1e-6).
-ROW_SUM_TOLERANCE = 1e-3
 
 
 @dataclasses.dataclass
@@ -129,17 +125,6 @@ def _check_prior(prior: ArrayLike, num_classes: int, name: str) -> np.ndarray:
     return prior
 
 
-def _check_transition(transition: ArrayLike) -> np.ndarray:
-    t = np.asarray(transition, dtype=np.float64)
-    if t.ndim != 2 or t.shape[0] != t.shape[1] or t.shape[0] < 2:
-        raise ValueError(
-            f"transition must be a square (C, C) matrix with C >= 2, got shape {t.shape}."
-        )
-    if not np.isfinite(t).all():
-        raise ValueError("transition holds NaN or inf.")
-    return t
-
-
 def anchor_transition_matrix(probabilities: ArrayLike, percentile: float = 97.0) -> np.ndarray:
     """Row i of T is P(noisy | x) at the anchor of class i (Patrini et al. 2017).
 
@@ -188,7 +173,7 @@ def clean_class_prior(transition: ArrayLike, noisy_prior: ArrayLike) -> np.ndarr
     Returns:
         (C,) float64 non-negative prior summing to 1.
     """
-    t = _check_transition(transition)
+    t = check_transition(transition)
     noisy_prior = _check_prior(noisy_prior, t.shape[0], "noisy_prior")
     singular_values = np.linalg.svd(t, compute_uv=False)
     if singular_values[-1] <= SINGULAR_RCOND * singular_values[0]:
@@ -207,7 +192,7 @@ def average_flip_rate(transition: ArrayLike, clean_prior: ArrayLike) -> float:
         transition: (C, C), rows clean classes, columns noisy classes.
         clean_prior: (C,) clean class prior pi, summing to 1.
     """
-    t = _check_transition(transition)
+    t = check_transition(transition)
     clean_prior = _check_prior(clean_prior, t.shape[0], "clean_prior")
     return float(clean_prior @ (1.0 - np.diag(t)))
 

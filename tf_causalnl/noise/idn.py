@@ -6,8 +6,10 @@ rate; its flip probabilities come from a random projection of its features.
 
 import math
 import statistics
+
 import numpy as np
 from numpy.typing import ArrayLike
+
 from tf_causalnl.noise.labels import check_labels, check_rate, check_std
 
 

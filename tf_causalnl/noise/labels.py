@@ -5,6 +5,7 @@ Shared by the noise synthesis, the estimates and the pictures.
 
 import dataclasses
 from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -101,3 +102,50 @@ def transition_matrix(
     counts = counts.reshape(num_classes, num_classes).astype(np.float64)
     totals = counts.sum(axis=1, keepdims=True)
     return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+
+#: How far a row of T may sum from 1.
+ROW_SUM_TOLERANCE = 1e-3
+
+
+def check_transition(transition: ArrayLike, num_classes: int | None = None) -> np.ndarray:
+    """T as a float64 array, or a ValueError that says what is wrong and how to fix it.
+
+    T[i, j] = P(noisy = j | clean = i): square, finite, non-negative, each row
+    summing to 1. `num_classes`, if given, is the size it must have.
+    """
+    size = "C" if num_classes is None else num_classes
+    hint = (
+        f"Give a ({size}, {size}) row-stochastic matrix, "
+        "T[i, j] = P(noisy = j | clean = i), as a nested list or array."
+    )
+    try:
+        matrix = np.asarray(transition, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"transition is not a matrix of numbers ({error}). {hint}") from error
+    if num_classes is None and (matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 2):
+        raise ValueError(f"transition must be a square (C, C) matrix with C >= 2, got shape {matrix.shape}. {hint}")
+    if num_classes is not None and matrix.shape != (num_classes, num_classes):
+        raise ValueError(
+            f"transition has shape {matrix.shape}, but the classifier has {num_classes} "
+            f"outputs, so it needs shape ({num_classes}, {num_classes}). {hint}"
+        )
+    if not np.all(np.isfinite(matrix)):
+        where = [tuple(int(i) for i in ij) for ij in np.argwhere(~np.isfinite(matrix))]
+        raise ValueError(f"transition is not finite (NaN or inf) at {where}. Re-estimate it; {hint}")
+    if np.any(matrix < 0.0):
+        where = [tuple(int(i) for i in ij) for ij in np.argwhere(matrix < 0.0)]
+        raise ValueError(
+            f"transition has negative entries at {where}; entries are probabilities. "
+            "Clip them to 0 and divide each row by its sum."
+        )
+    sums = matrix.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > ROW_SUM_TOLERANCE)
+    if bad.size:
+        raise ValueError(
+            f"transition rows must sum to 1 (within {ROW_SUM_TOLERANCE}): rows {bad.tolist()} "
+            f"sum to {np.round(sums[bad], 6).tolist()}. Rows are the clean class; if the "
+            "matrix is transposed (rows = noisy class) pass its transpose, otherwise "
+            "normalise: T / T.sum(axis=1, keepdims=True)."
+        )
+    return matrix

@@ -6,36 +6,35 @@
 
 import numpy as np
 from numpy.typing import ArrayLike
+
 from tf_causalnl.noise.idn import _idn_rows, instance_dependent_noise
 from tf_causalnl.noise.labels import check_labels, check_rate
 
 
-def symmetric_noise(
-    labels: ArrayLike, num_classes: int, rate: float, *, seed: int = 0
-) -> np.ndarray:
+def symmetric_noise(labels: ArrayLike, num_classes: int, rate: float, *, seed: int = 0) -> np.ndarray:
     """Flips each label with probability `rate` to a uniformly chosen other class.
 
     Returns (N,) int64 noisy labels; the input is not modified.
     """
-    labels = check_labels(labels, num_classes)
-    check_rate(rate)
-    rng = np.random.default_rng(seed)
-    flip = rng.random(labels.shape[0]) < rate
-    offset = rng.integers(1, num_classes, size=labels.shape[0])
-    return np.where(flip, (labels + offset) % num_classes, labels)
+    return _flip(labels, num_classes, rate, seed,
+                 lambda y, rng: (y + rng.integers(1, num_classes, size=y.shape[0])) % num_classes)
 
 
-def pair_flip_noise(
-    labels: ArrayLike, num_classes: int, rate: float, *, seed: int = 0
-) -> np.ndarray:
+def pair_flip_noise(labels: ArrayLike, num_classes: int, rate: float, *, seed: int = 0) -> np.ndarray:
     """Flips each label with probability `rate` to the next class, (y + 1) % C.
 
     Returns (N,) int64 noisy labels; the input is not modified.
     """
+    return _flip(labels, num_classes, rate, seed, lambda y, rng: (y + 1) % num_classes)
+
+
+def _flip(labels, num_classes, rate, seed, flipped_to) -> np.ndarray:
+    """Class-conditional noise: each label flips with probability `rate`, to `flipped_to(labels, rng)`."""
     labels = check_labels(labels, num_classes)
     check_rate(rate)
-    flip = np.random.default_rng(seed).random(labels.shape[0]) < rate
-    return np.where(flip, (labels + 1) % num_classes, labels)
+    rng = np.random.default_rng(seed)
+    flip = rng.random(labels.shape[0]) < rate
+    return np.where(flip, flipped_to(labels, rng), labels)
 
 
 NOISE_TYPES = {
@@ -45,17 +44,9 @@ NOISE_TYPES = {
 }
 
 
-def make_noisy_labels(
-    noise_type: str,
-    labels: ArrayLike,
-    num_classes: int,
-    rate: float,
-    *,
-    features: ArrayLike | None = None,
-    std: float = 0.1,
-    seed: int = 0,
-    match_rate: bool = True,
-) -> np.ndarray:
+def make_noisy_labels(noise_type: str, labels: ArrayLike, num_classes: int, rate: float, *,
+                      features: ArrayLike | None = None, std: float = 0.1, seed: int = 0,
+                      match_rate: bool = True) -> np.ndarray:
     """Corrupts `labels` with the generator named `noise_type` in `NOISE_TYPES`.
 
     Args:
@@ -71,10 +62,7 @@ def make_noisy_labels(
     Raises:
         ValueError: unknown noise type or invalid arguments.
     """
-    if noise_type not in NOISE_TYPES:
-        valid = sorted(NOISE_TYPES)
-        raise ValueError(f"unknown noise_type {noise_type!r}; valid names are {valid}.")
-    generator = NOISE_TYPES[noise_type]
+    generator = _generator(noise_type)
     if generator is instance_dependent_noise:
         return generator(
             features, labels, num_classes, rate, std=std, seed=seed, match_rate=match_rate
@@ -82,17 +70,9 @@ def make_noisy_labels(
     return generator(labels, num_classes, rate, seed=seed)
 
 
-def true_transition_rows(
-    noise_type: str,
-    labels: ArrayLike,
-    num_classes: int,
-    rate: float,
-    *,
-    features: ArrayLike | None = None,
-    std: float = 0.1,
-    seed: int = 0,
-    match_rate: bool = True,
-) -> np.ndarray:
+def true_transition_rows(noise_type: str, labels: ArrayLike, num_classes: int, rate: float, *,
+                         features: ArrayLike | None = None, std: float = 0.1, seed: int = 0,
+                         match_rate: bool = True) -> np.ndarray:
     """Each example's true noisy-label distribution P(Y~ | x_i, Y = labels[i]).
 
     The rows `make_noisy_labels` drew from with the same arguments: the truth
@@ -104,9 +84,7 @@ def true_transition_rows(
     Returns:
         (N, C) float64 array; each row sums to 1.
     """
-    if noise_type not in NOISE_TYPES:
-        raise ValueError(f"unknown noise_type {noise_type!r}; valid names are {sorted(NOISE_TYPES)}.")
-    if NOISE_TYPES[noise_type] is instance_dependent_noise:
+    if _generator(noise_type) is instance_dependent_noise:
         _, rows = _idn_rows(features, labels, num_classes, rate, std, seed, match_rate)
         return np.eye(num_classes)[check_labels(labels, num_classes)] if rows is None else rows
     labels = check_labels(labels, num_classes)
@@ -119,3 +97,9 @@ def true_transition_rows(
         rows[index, (labels + 1) % num_classes] = rate
     rows[index, labels] = 1.0 - rate
     return rows
+
+
+def _generator(noise_type: str):
+    if noise_type not in NOISE_TYPES:
+        raise ValueError(f"unknown noise_type {noise_type!r}; valid names are {sorted(NOISE_TYPES)}.")
+    return NOISE_TYPES[noise_type]

@@ -4,31 +4,26 @@ Each function draws one PNG from arrays or a model and returns its path.
 """
 
 from collections.abc import Mapping
+
 import keras
 import numpy as np
+
 from tf_causalnl import data, noise
-from tf_causalnl.reports import label_issues
-from tf_causalnl.models.causalnl import CausalNL
 from tf_causalnl.checkpoints import write_atomically
-from tf_causalnl.reports.probes import confusion_counts, curve_panels, flip_rate, is_image_model, reconstruct, row_normalise, sample_images, tile
+from tf_causalnl.models.causalnl import CausalNL
+from tf_causalnl.reports import label_issues
+from tf_causalnl.reports.probes import (confusion_counts, curve_panels, flip_rate, is_image_model, reconstruct,
+                                        row_normalise, sample_images, tile)
 
 
 #: Heatmaps of at most this many classes get a number in every cell.
 ANNOTATE_MAX_CLASSES = 12
-
-
 #: Heatmaps of at most this many classes name every class on the axes.
 TICK_MAX_CLASSES = 20
-
-
 #: The image pictures show at most this many classes, so rows stay legible.
 IMAGE_MAX_CLASSES = 10
-
-
 #: Ỹ, the noisy label, in matplotlib's mathtext.
 _NOISY = r"$\tilde{Y}$"
-
-
 _CURVE_LABELS = {
     "loss": "training loss",
     "val_loss": "test cross-entropy (val_loss)",

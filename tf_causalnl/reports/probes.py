@@ -6,11 +6,13 @@ a trained CausalNL says (reconstructions, class samples, p(Y~|Y,X)).
 
 import csv
 from collections.abc import Sequence
+
 import keras
 import numpy as np
+
 from tf_causalnl import data, noise
-from tf_causalnl.reports import label_issues
 from tf_causalnl.models.causalnl import CausalNL
+from tf_causalnl.reports import label_issues
 
 
 #: Class names of the datasets that have them; other datasets show class ids.

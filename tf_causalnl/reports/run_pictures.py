@@ -7,12 +7,16 @@ redraws them from a finished work directory.
 import json
 import os
 from collections.abc import Sequence
+
 import keras
 import numpy as np
+
 from tf_causalnl import data, noise
 from tf_causalnl.models.causalnl import CausalNL
-from tf_causalnl.reports.pictures import _NOISY, class_samples, confusion_matrix, reconstructions, training_curves, transition
-from tf_causalnl.reports.probes import CLASS_NAMES, average_per_class, curve_panels, is_image_model, noisy_label_probabilities, read_metrics
+from tf_causalnl.reports.pictures import (_NOISY, class_samples, confusion_matrix, reconstructions,
+                                          training_curves, transition)
+from tf_causalnl.reports.probes import (CLASS_NAMES, average_per_class, curve_panels, is_image_model,
+                                        noisy_label_probabilities, read_metrics)
 
 
 #: CausalNL's transition is averaged over at most this many training examples.

@@ -8,7 +8,6 @@ training.train(config, workdir)`.
 """
 
 from tf_causalnl.training.estimate import estimate_noise, needs_estimate
-from tf_causalnl.training.inputs import (Inputs, file_inputs, load_noisy_data, prepare_inputs,
-                                         true_transition_rows)
+from tf_causalnl.training.inputs import Inputs, file_inputs, load_noisy_data, prepare_inputs, true_transition_rows
 from tf_causalnl.training.registry import FILE_DATASETS, METHODS, REAL_NOISE, STRATEGIES, build_model
 from tf_causalnl.training.run import LAST_EPOCHS, PICTURE_TEST_EXAMPLES, summarize, train, write_pictures

@@ -1,12 +1,13 @@
-"""A run's work directory, data, images and batch size checked against its config before any work.
-"""
+"""A run's work directory, data, images and batch size checked against its config before any work."""
 
 from __future__ import annotations
 
 import json
 import os
 from typing import Sequence
+
 import ml_collections
+
 from tf_causalnl import data, networks, validation
 from tf_causalnl.training.config_checks import _lookup, _plain, config_differences
 
@@ -14,13 +15,9 @@ from tf_causalnl.training.config_checks import _lookup, _plain, config_differenc
 #: Keys that a resumed run may change (see `check_workdir`): they change
 #: neither what is trained nor the results. `train.epochs` may grow too.
 RESUMABLE_KEYS = ("train.verbose", "estimate.cache_dir", "train.strategy", "train.deterministic")
-
-
 #: Classifiers that read vectors (N, D) as well as images; the others are
 #: convolutional and need images (H, W, C).
 _VECTOR_CLASSIFIERS = ("mlp",)
-
-
 #: Classifiers with a fixed input layout: (channels, smallest height and
 #: width). keras.applications' ResNet-50 takes RGB images of 32x32 or more.
 _FIXED_INPUTS = {"resnet50_imagenet": (3, 32)}

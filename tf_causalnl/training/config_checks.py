@@ -9,17 +9,19 @@ from __future__ import annotations
 import difflib
 import json
 from typing import Any, Iterable, Mapping, Sequence
+
 import ml_collections
+
 from tf_causalnl import config as config_lib
 from tf_causalnl import data, networks, noise, validation
-from tf_causalnl.models import losses
-from tf_causalnl.models import forget_rate
+from tf_causalnl.models import forget_rate, losses
 from tf_causalnl.training import registry
+from tf_causalnl.models import selection
 
 
 #: Sections a config may hold beyond `base_config()`'s, and where they are read.
-OPTIONAL_SECTIONS = {"grid": "tf_causalnl.grid", "moons": "tf_causalnl.moons",
-                     "tune": "tf_causalnl.tuning"}
+OPTIONAL_SECTIONS = {"grid": "tf_causalnl.experiments.grid", "moons": "tf_causalnl.experiments.moons",
+                     "tune": "tf_causalnl.experiments.tuning"}
 
 
 #: Integer keys and the smallest value each accepts; `model.vae_depth` may
@@ -32,6 +34,8 @@ _AT_LEAST = {
     "model.vae_width": 1,
     "model.vae_depth": 1,
     "model.ramp_epochs": 0,
+    "model.warmup_epochs": 0,
+    "model.rampup_epochs": 0,
     "estimate.epochs": 1,
     "train.epochs": 1,
     "train.batch_size": 1,
@@ -41,8 +45,8 @@ _AT_LEAST = {
 
 #: Number keys that must be above zero.
 _POSITIVE = ("model.temperature", "model.mixup_alpha", "train.learning_rate")
-
-
+#: Keys of `_AT_LEAST` that may be None.
+_OPTIONAL = ("model.vae_depth", "model.warmup_epochs", "model.rampup_epochs")
 #: The objective's weights: numbers of at least 0, or None (the objective's own).
 _BETAS = ("model.beta0", "model.beta1", "model.beta2", "model.beta3")
 
@@ -74,7 +78,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 def _check_names(config: ml_collections.ConfigDict) -> None:
     """The names of `check_config`, and real noise only for a dataset that has it."""
-
     check_choice("strategy", "train.strategy", config.train.strategy, registry.STRATEGIES)
     if _lookup(config, "train.precision") is not None:  # None: float32
         check_choice("precision", "train.precision", config.train.precision, networks.PRECISIONS)
@@ -85,7 +88,7 @@ def _check_names(config: ml_collections.ConfigDict) -> None:
     for what, key, valid in (("objective", "model.objective", losses.OBJECTIVES),
                              ("reconstruction error", "model.reconstruction_error", losses.ERRORS),
                              ("pixel reduction", "model.reconstruction_pixels", losses.PIXEL_REDUCTIONS),
-                             ("selection", "model.selection", losses.SELECTIONS)):
+                             ("selection", "model.selection", selection.SELECTIONS)):
         if _lookup(config, key) is not None:  # None: the objective's own
             check_choice(what, key, _lookup(config, key), valid)
     if config.noise.type == registry.REAL_NOISE and config.data.name not in registry.FILE_DATASETS:
@@ -94,6 +97,10 @@ def _check_names(config: ml_collections.ConfigDict) -> None:
             f"labels of {config.data.name} are clean: choose a synthetic noise type "
             f"({', '.join(sorted(noise.NOISE_TYPES))}) or a dataset with real noise "
             f"({', '.join(sorted(registry.FILE_DATASETS))}).")
+    if config.model.method in ("dividemix", "instancegm") and config.data.name in registry.FILE_DATASETS:
+        raise ValueError(
+            f"model.method={config.model.method!r} splits the training set before each epoch, which needs it "
+            f"in memory, but {config.data.name} is read from its files; choose another method for it.")
 
 
 def _check_ranges(config: ml_collections.ConfigDict) -> None:
@@ -102,7 +109,7 @@ def _check_ranges(config: ml_collections.ConfigDict) -> None:
     noise.check_std(config.noise.std, "noise.std")
     forget_rate.check_forget_rate(config.model.forget_rate, "model.forget_rate")
     for key, minimum in _AT_LEAST.items():
-        optional = key == "model.vae_depth"  # None: chosen from the image size
+        optional = key in _OPTIONAL  # None: chosen from the image size, or the model's default
         validation.check_whole(_lookup(config, key), key, minimum, optional=optional,
                                hint=f"set it with --config.{key}=N (the default is "
                                     f"{_lookup(config_lib.base_config(), key)})")
@@ -113,6 +120,9 @@ def _check_ranges(config: ml_collections.ConfigDict) -> None:
                                 hint="a beta weighs a term of the objective; 0 turns it off")
     validation.check_number(_lookup(config, "model.label_gradient"), "model.label_gradient", at_least=0.0,
                             at_most=1.0, optional=True, hint="None keeps the objective's (1)")
+    for key, limits in (("p_threshold", dict(above=0.0, at_most=1.0)), ("sharpen_temperature", dict(above=0.0)),
+                        ("mixmatch_alpha", dict(above=0.0)), ("lambda_u", dict(at_least=0.0))):
+        validation.check_number(config.model.get(key), f"model.{key}", optional=True, **limits)
 
 
 def check_choice(what: str, key: str, value: Any, valid: Iterable[str]) -> None:

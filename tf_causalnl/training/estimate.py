@@ -10,14 +10,16 @@ import inspect
 import json
 import os
 import time
+
 import ml_collections
 import numpy as np
+
 from tf_causalnl import data
 from tf_causalnl.checkpoints import write_json
-from tf_causalnl.training.registry import _classifier, _method_class
-from tf_causalnl.models import forget_rate
 from tf_causalnl.models import estimate as noise_estimate
+from tf_causalnl.models import forget_rate
 from tf_causalnl.noise import estimation
+from tf_causalnl.training.registry import _classifier, _method_class
 
 
 def needs_estimate(config: ml_collections.ConfigDict) -> bool:

@@ -1,20 +1,22 @@
-"""A run's inputs from its config: the dataset, its noisy labels, the subset, the noise report.
-"""
+"""A run's inputs from its config: the dataset, its noisy labels, the subset, the noise report."""
 
 import dataclasses
 import functools
 import os
 from typing import Callable
+
 import ml_collections
 import numpy as np
 import tensorflow as tf
+
 from tf_causalnl import data, noise
-from tf_causalnl.data import clothing1m
 from tf_causalnl.checkpoints import write_json
-from tf_causalnl.training.estimate import estimate_noise, needs_estimate
-from tf_causalnl.training.registry import FILE_DATASETS, REAL_NOISE
-from tf_causalnl.training import checks
+from tf_causalnl.data import clothing1m
 from tf_causalnl.noise import estimation
+from tf_causalnl.models.division import DivideMixTraining
+from tf_causalnl.training import checks
+from tf_causalnl.training.estimate import estimate_noise, needs_estimate
+from tf_causalnl.training.registry import FILE_DATASETS, METHODS, REAL_NOISE
 
 
 @dataclasses.dataclass
@@ -109,7 +111,7 @@ def prepare_inputs(config: ml_collections.ConfigDict, workdir: str) -> Inputs:
     estimate = estimate_noise(config, dataset, noisy, workdir) if needs_estimate(config) else None
     train = functools.partial(
         data.train_dataset, dataset.x_train, noisy, dataset.y_train,
-        batch_size=config.train.batch_size,
+        batch_size=config.train.batch_size, with_index=needs_index(config),
         seed=config.seed,
         augment=config.data.augment,
         crop_padding=config.data.crop_padding,
@@ -161,3 +163,8 @@ def _start_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Makes the work directory and writes config.json, once the config and data passed."""
     os.makedirs(workdir, exist_ok=True)
     write_json(os.path.join(workdir, "config.json"), config.to_dict())
+
+
+def needs_index(config: ml_collections.ConfigDict) -> bool:
+    """Whether the method keeps a value per training example (DivideMix's split), read by each example's index."""
+    return issubclass(METHODS[config.model.method], DivideMixTraining)

@@ -5,15 +5,20 @@ turns a config's `model` section into a compiled-ready model.
 """
 
 import inspect
+
 import keras
 import ml_collections
+
 from tf_causalnl import baselines, networks
 from tf_causalnl.data import clothing1m
-from tf_causalnl.training import distribute
 from tf_causalnl.models import losses
 from tf_causalnl.models.causalnl import CausalNL
-from tf_causalnl.noise import estimation
+from tf_causalnl.models.dividemix import DivideMix
+from tf_causalnl.models.instancegm import InstanceGM
 from tf_causalnl.models.forget_rate import AUTO
+from tf_causalnl.noise import estimation
+from tf_causalnl.training import distribute
+from tf_causalnl.models import selection
 
 
 #: One dict from method name to model class. `build_model` passes each class
@@ -28,17 +33,18 @@ METHODS = {
     "reweight": baselines.Reweight,
     "trevision": baselines.TRevision,
     "causalnl": CausalNL,
+    "dividemix": DivideMix,
+    "instancegm": InstanceGM,
 }
+#: DivideMix's keys: passed on only when set, so that None keeps the model's default.
+_DIVISION_KEYS = ("warmup_epochs", "p_threshold", "sharpen_temperature", "mixmatch_alpha", "lambda_u",
+                  "rampup_epochs")
 
 
-#: The names `train.strategy` takes (see `tf_causalnl.distribute`).
+#: The names `train.strategy` takes (see `tf_causalnl.training.distribute`).
 STRATEGIES = distribute.STRATEGIES
-
-
 #: The noise type of a dataset whose training labels are noisy as published.
 REAL_NOISE = "real"
-
-
 #: Datasets read from image files (not held in memory), by name: their
 #: training labels carry real noise, and their clean training labels are unknown.
 FILE_DATASETS = {clothing1m.NAME: clothing1m.load}
@@ -99,9 +105,10 @@ def _model_kwargs(config, parameters, estimate) -> dict:
         "detach_reconstruction": m.get("detach_reconstruction"),
         "label_gradient": m.get("label_gradient"),
         "forget_rate": forget_rate, "ramp_epochs": m.ramp_epochs,
-        "selection": m.get("selection") or losses.DEFAULT_SELECTION, "temperature": m.temperature,
+        "selection": m.get("selection") or selection.DEFAULT_SELECTION, "temperature": m.temperature,
         "alpha": m.mixup_alpha, "vae_depth": m.vae_depth, "vae_width": m.vae_width,
         "seed": config.seed,
+        **{key: m.get(key) for key in _DIVISION_KEYS if m.get(key) is not None},
     }
     if "transition" in parameters:
         if estimate is None:

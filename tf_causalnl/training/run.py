@@ -12,28 +12,26 @@ import shutil
 import tempfile
 import time
 from typing import Sequence
+
 import keras
 import ml_collections
 import numpy as np
 import tensorflow as tf
-from tf_causalnl.models import callbacks as tf_callbacks
+
 from tf_causalnl import checkpoints
-from tf_causalnl.training import distribute
-from tf_causalnl.models.causalnl import CausalNL
 from tf_causalnl.checkpoints import write_json
+from tf_causalnl.models import callbacks as tf_callbacks
+from tf_causalnl.models.causalnl import CausalNL
+from tf_causalnl.models.division import DivideMixTraining
+from tf_causalnl.reports import probes, run_pictures
+from tf_causalnl.training import checks, config_checks, distribute
 from tf_causalnl.training.inputs import Inputs, prepare_inputs
 from tf_causalnl.training.registry import build_model
-from tf_causalnl.training import checks, config_checks
-from tf_causalnl.reports import probes, run_pictures
 
 
 _log = logging.getLogger(__name__)
-
-
 #: The paper reports clean test accuracy averaged over the last 10 epochs.
 LAST_EPOCHS = 10
-
-
 #: Test images the pictures of a file dataset are drawn from.
 PICTURE_TEST_EXAMPLES = 2000
 
@@ -108,6 +106,8 @@ def _train(config, workdir, run_dir, strategy, user_callbacks) -> dict:
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         distribute.fit(model, inputs.train, **fit_args)  # Keras' fit fails there (keras 20585)
     else:
+        if isinstance(model, DivideMixTraining):  # its split reads the arrays, not the augmented batches
+            fit_args["split_data"] = (inputs.dataset.x_train, inputs.noisy) if inputs.dataset else None
         # shuffle=False: the pipeline shuffles each epoch itself; this silences Keras' warning.
         model.fit(inputs.train(initial_epoch), shuffle=False, **fit_args)
     if guard.problem:
@@ -173,7 +173,7 @@ def _drop_rows_from(metrics_path: str, epoch: int) -> None:
 
 
 def write_pictures(workdir: str, model: keras.Model, inputs: Inputs, seed: int) -> list[str]:
-    """Draws the run's pictures into `<workdir>/pictures/` (see `tf_causalnl.pictures`).
+    """Draws the run's pictures into `<workdir>/pictures/` (see `tf_causalnl.reports.run_pictures`).
 
     In-memory data gives every picture; a file dataset (Clothing1M) gives them
     from the first `PICTURE_TEST_EXAMPLES` test images, without the true
