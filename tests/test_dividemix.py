@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_causalnl import data, networks
+from tf_causalnl import data, networks, training
 from tf_causalnl.export import predict, serving
 from tf_causalnl.models import dividemix_losses as dm
 from tf_causalnl.models.dividemix import DivideMix
@@ -235,3 +235,12 @@ def test_dividemix_exports_the_average_of_its_two_networks(tmp_path):
     served = predict.load_predictor(version_dir)
     _, probabilities = predict.predict_images(served, x)
     np.testing.assert_allclose(probabilities, model.predict(x, verbose=0), rtol=1e-4, atol=1e-6)
+
+
+def test_a_config_reaches_instancegms_causalnl_keywords():
+    # InstanceGM passes CausalNL's keywords on through **kwargs; a config must still set them.
+    config = job.config(method="instancegm")
+    config.seed, config.model.z_dim, config.model.vae_width, config.model.forget_rate = 3, 5, 8, 0.3
+    model = training.build_model(config, (4,), 2)
+    assert (model.seed, model.z_dim, model.vae_width, model.forget_rate) == (3, 5, 8, 0.3)
+    assert model.warmup_epochs == config.model.warmup_epochs == 1

@@ -6,7 +6,6 @@ computed once, under a file lock, and read by the others.
 
 import contextlib
 import hashlib
-import inspect
 import json
 import os
 import time
@@ -19,13 +18,13 @@ from tf_causalnl.checkpoints import write_json
 from tf_causalnl.models import estimate as noise_estimate
 from tf_causalnl.models import forget_rate
 from tf_causalnl.noise import estimation
-from tf_causalnl.training.registry import _classifier, _method_class
+from tf_causalnl.training.registry import _classifier, _method_class, constructor_parameters
 
 
 def needs_estimate(config: ml_collections.ConfigDict) -> bool:
     """Whether the run needs the noise estimate: a method that takes a
     transition matrix, or one with a forget rate set to "auto"."""
-    parameters = inspect.signature(_method_class(config)).parameters
+    parameters = constructor_parameters(_method_class(config))
     auto = "forget_rate" in parameters and config.model.forget_rate == forget_rate.AUTO
     return "transition" in parameters or auto
 

@@ -62,11 +62,27 @@ def build_model(config: ml_collections.ConfigDict, input_shape, num_classes: int
     with networks.precision(config.train.get("precision")):  # every network, and the model's own policy
         model = method(
             _classifier(config, input_shape, num_classes),
-            **_model_kwargs(config, inspect.signature(method).parameters, estimate),
+            **_model_kwargs(config, constructor_parameters(method), estimate),
         )
     model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate),
                   jit_compile=bool(config.train.get("jit_compile")))
     return model
+
+
+def constructor_parameters(method: type) -> set[str]:
+    """The keyword names a model class takes, its base classes' included.
+
+    A subclass that passes `**kwargs` on to its base (InstanceGM to CausalNL)
+    takes the base's keywords too; reading only its own signature would
+    silently leave them at their defaults.
+    """
+    names = set()
+    for cls in method.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is not None and cls.__module__.startswith("tf_causalnl"):
+            names |= {p.name for p in inspect.signature(init).parameters.values()
+                      if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD}
+    return names
 
 
 def _method_class(config):
