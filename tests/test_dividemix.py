@@ -7,11 +7,14 @@ import pathlib
 import signal
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
 
 from tf_causalnl import data, networks, training
 from tf_causalnl.export import predict, serving
@@ -40,6 +43,18 @@ def test_the_gmm_split_finds_the_small_loss_cluster():
     # The same split whatever the scale and the order: only the ranks of the mixture matter.
     np.testing.assert_allclose(dm.clean_probability(np.concatenate([large, small]) * 7.0),
                                np.concatenate([w[60:], w[:60]]), atol=1e-5)
+
+
+def test_the_gmm_split_stops_at_its_iteration_cap_without_a_warning(monkeypatch):
+    # DivideMix caps EM at 10 iterations on purpose; sklearn warns at the cap, once per network and epoch.
+    capped = lambda **kwargs: GaussianMixture(**{**kwargs, "max_iter": 1})  # noqa: E731
+    monkeypatch.setattr(dm, "GaussianMixture", capped)
+    losses = np.random.default_rng(0).gamma(1.0, size=200)
+    with pytest.warns(ConvergenceWarning):
+        capped(n_components=2, random_state=0).fit(losses[:, None])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert dm.clean_probability(losses).shape == (200,)
 
 
 def test_the_gmm_split_refuses_too_few_or_non_finite_losses():

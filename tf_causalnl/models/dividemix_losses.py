@@ -10,8 +10,11 @@ the loss. Pure functions of arrays and tensors, each tested against numbers
 computed by hand (tests/test_dividemix.py); `dividemix.DivideMix` uses them.
 """
 
+import warnings
+
 import numpy as np
 import tensorflow as tf
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
 
@@ -36,7 +39,10 @@ def clean_probability(losses: np.ndarray, *, seed: int = 0) -> np.ndarray:
     span = losses.max() - losses.min()
     scaled = (losses - losses.min()) / span if span > 0 else np.zeros_like(losses)
     gmm = GaussianMixture(n_components=2, max_iter=10, tol=1e-2, reg_covar=5e-4, random_state=seed)
-    gmm.fit(scaled[:, None])
+    with warnings.catch_warnings():
+        # Ten iterations is DivideMix's cap, not a failure: without this every epoch of a run warns.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gmm.fit(scaled[:, None])
     clean = int(np.argmin(gmm.means_.reshape(-1)))
     return gmm.predict_proba(scaled[:, None])[:, clean].astype(np.float32)
 
