@@ -76,7 +76,8 @@ def _takes_argument(path):
 #: Config files whose argument names an ablation variant (tested below), not a noise rate.
 ABLATION_FILES = [ROOT / "configs" / "fmnist_ablation_cpu.py"]
 #: Grids of a few methods and rates on a longer protocol (tested below), not the paper's Table 1.
-FOCUSED_FILES = [ROOT / "configs" / "fmnist_long_cpu.py", ROOT / "configs" / "fmnist_dividemix_cpu.py"]
+FOCUSED_FILES = [ROOT / "configs" / "fmnist_long_cpu.py", ROOT / "configs" / "fmnist_dividemix_cpu.py",
+                 ROOT / "configs" / "fmnist_dividemix_long_cpu.py"]
 VARIANT_FILES = [p for p in CONFIG_FILES if _takes_argument(p) and p not in ABLATION_FILES]
 GRID_CONFIGS = [(p, None) for p in CONFIG_FILES
                 if "grid" in load_config(p) and p not in ABLATION_FILES + FOCUSED_FILES] + [
@@ -212,6 +213,20 @@ def test_the_dividemix_grid_is_the_cpu_protocol_with_dividemix_shrunk_to_it():
     assert len(grid_cells.cells(load_config(FOCUSED_FILES[1]))) == 5 * 2 * 3
 
 
+def test_the_long_dividemix_run_is_the_long_protocol_with_a_longer_warm_up():
+    config = load_config(FOCUSED_FILES[2])
+    long_protocol = load_config(FOCUSED_FILES[0])
+    assert (config.model.warmup_epochs, config.model.rampup_epochs, config.model.lambda_u) == (5, 10, 25.0)
+    grid_section = config.grid
+    del config.grid, long_protocol.grid
+    for key in ("warmup_epochs", "rampup_epochs", "lambda_u"):
+        config.model[key] = long_protocol.model[key]
+    assert config.to_dict() == long_protocol.to_dict()
+    assert (grid_section.methods, grid_section.noise_rates, grid_section.seeds) == (
+        ("coteaching", "dividemix", "instancegm"), (0.5,), (0, 1, 2))
+    assert len(grid_cells.cells(load_config(FOCUSED_FILES[2]))) == 3 * 3
+
+
 @pytest.mark.parametrize("path", ABLATION_FILES, ids=_name)
 def test_each_ablation_variant_changes_only_its_own_keys(path):
     module = _module(path)
@@ -263,8 +278,9 @@ def test_every_config_trains_one_step(path, tmp_path, make_clothing1m, no_networ
     if path.name in SAME_RUN_AS:
         pytest.skip(f"the same run as {SAME_RUN_AS[path.name]}, trained there")
     config = load_config(path)
-    if "grid" in config:  # a grid config: one step of its CausalNL cell
-        cell = next(c for c in grid_cells.cells(config) if c.method == "causalnl")
+    if "grid" in config:  # a grid config: one step of its CausalNL cell, else of its last method's
+        cells = grid_cells.cells(config)
+        cell = next((c for c in cells if c.method == "causalnl"), cells[-1])
         config = grid_cells.cell_config(config, cell)
     small = shrink(config, tmp_path, make_clothing1m)
     for key in KEPT:
