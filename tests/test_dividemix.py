@@ -2,6 +2,7 @@
 
 import csv
 import importlib.util
+import json
 import os
 import pathlib
 import signal
@@ -183,7 +184,7 @@ def test_instancegm_adds_the_elbo_to_dividemix():
     logs = model.fit(x, {"noisy": y, "clean": y}, batch_size=8, epochs=2, verbose=0).history
     for name in ("loss", "reconstruction", "kl_z", "noisy_label_ce", "labelled", "unlabelled", "labelled_share"):
         assert np.all(np.isfinite(logs[name])), name
-    assert "coteaching" not in logs
+    assert "coteaching" not in logs and "forget_rate" not in logs  # co-teaching's, unused here
     assert logs["labelled"][0] == 0.0 and logs["labelled"][1] > 0.0
     # q(Y|X) of branch 1 is what it predicts with, as CausalNL.
     np.testing.assert_allclose(model.predict(x, verbose=0), keras.activations.softmax(model.classifier(x)),
@@ -232,7 +233,9 @@ def test_a_killed_instancegm_run_resumes_to_the_same_weights(tmp_path):
         rows = list(csv.DictReader(f))
     assert [float(r["labelled"]) > 0.0 for r in rows] == [False, True, True]  # warm-up, then the split
     assert {"unlabelled", "kl_z", "reconstruction", "selection_precision", "val_accuracy"} <= set(rows[0])
-    assert "coteaching" not in rows[0]
+    assert "coteaching" not in rows[0] and "forget_rate" not in rows[0]
+    with open(whole / "results.json") as f:
+        assert "forget_rate" not in json.load(f)
 
 
 def test_a_file_dataset_is_refused_for_the_split_before_any_work():

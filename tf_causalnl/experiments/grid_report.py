@@ -7,7 +7,7 @@ import ml_collections
 import numpy as np
 
 from tf_causalnl.checkpoints import write_bytes, write_csv
-from tf_causalnl.experiments.grid_cells import (AUTO, ORACLE, _finished, _grid, _label, _stored_config,
+from tf_causalnl.experiments.grid_cells import (AUTO, _finished, _grid, _label, _stored_config,
                                                 _write_text, cells, check_compatible, labels)
 from tf_causalnl.training import run
 
@@ -52,7 +52,6 @@ def collect(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
         results = _finished(os.path.join(workdir, cell.workdir))
         if results is None:
             continue
-        oracle = cell.noise_rate if cell.forget_rate_mode == ORACLE else ""
         rows.append({
             "label": cell.label,
             "method": cell.method,
@@ -61,7 +60,7 @@ def collect(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
             "noise_rate": cell.noise_rate,
             "seed": cell.seed,
             "realized_noise_rate": results.get("realized_noise_rate", ""),
-            "forget_rate": results.get("forget_rate", oracle),
+            "forget_rate": results.get("forget_rate", ""),  # blank for methods without one
             "estimated_noise_rate": results.get("estimated_noise_rate", ""),
             METRIC: results[METRIC],
             "clean_test_accuracy_last": results["clean_test_accuracy_last"],

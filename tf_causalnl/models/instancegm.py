@@ -6,6 +6,7 @@ import tensorflow as tf
 from tf_causalnl.data import to_float
 from tf_causalnl.models.causalnl import CausalNL
 from tf_causalnl.models.division import INDEX, DivideMixTraining
+from tf_causalnl.models.forget_rate import ForgetRateMixin
 from tf_causalnl.models.wrapper import reject_sample_weight, split_labels
 from tf_causalnl.models.objective import generative_objective
 
@@ -47,6 +48,10 @@ class InstanceGM(DivideMixTraining, CausalNL):
     def metrics(self):
         return [self.loss_tracker, *self.term_trackers.values(), *self.division_trackers.values(),
                 self.accuracy_tracker, self.clean_accuracy_tracker, self.selection_precision_tracker]
+
+    def _fit_callbacks(self, x, y, callbacks: list) -> list:
+        """CausalNL's, without co-teaching's: no "auto" forget rate resolved, no schedule run or logged."""
+        return super(ForgetRateMixin, self)._fit_callbacks(x, y, callbacks)
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)

@@ -120,7 +120,7 @@ def _train(config, workdir, run_dir, strategy, user_callbacks) -> dict:
         **inputs.results,
         workdir=os.path.abspath(workdir),
     )
-    if hasattr(model, "forget_rate"):
+    if hasattr(model, "forget_rate") and not isinstance(model, DivideMixTraining):  # InstanceGM keeps, unused
         results["forget_rate"] = float(model.forget_rate)
     if inputs.estimate is not None:
         results["estimated_noise_rate"] = float(inputs.estimate.noise_rate)
