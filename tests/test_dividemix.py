@@ -191,6 +191,33 @@ def test_instancegm_adds_the_elbo_to_dividemix():
                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("warmup_elbo", [True, False])
+def test_instancegms_warm_up_trains_the_vae_only_if_asked(warmup_elbo):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 6)).astype(np.float32), rng.integers(0, CLASSES, size=32)
+    model = InstanceGM(networks.build_mlp_classifier((6,), CLASSES), z_dim=2, warmup_epochs=1, rampup_epochs=1,
+                       warmup_elbo=warmup_elbo)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model(x[:1])
+    generative = [*model.latent_encoders, *model.decoders, *model.noisy_label_decoders]
+    classifiers = model.classifiers
+
+    def weights(networks_):
+        return [w.copy() for n in networks_ for w in n.get_weights()]
+
+    def moved(before, networks_):
+        return any(not np.array_equal(a, b) for a, b in zip(before, weights(networks_), strict=True))
+
+    vae, nets = weights(generative), weights(classifiers)
+    model.fit(x, {"noisy": y, "clean": y}, batch_size=8, epochs=1, verbose=0)  # the warm-up
+    assert moved(nets, classifiers)
+    assert moved(vae, generative) == warmup_elbo
+    vae = weights(generative)
+    model.fit(x, {"noisy": y, "clean": y}, batch_size=8, epochs=2, initial_epoch=1, verbose=0)  # the split
+    assert moved(vae, generative)
+    assert keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model)).warmup_elbo is warmup_elbo
+
+
 # ---------------------------------------------------------------- through training, export, a kill
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -262,3 +289,6 @@ def test_a_config_reaches_instancegms_causalnl_keywords():
     model = training.build_model(config, (4,), 2)
     assert (model.seed, model.z_dim, model.vae_width, model.forget_rate) == (3, 5, 8, 0.3)
     assert model.warmup_epochs == config.model.warmup_epochs == 1
+    assert model.warmup_elbo is True  # the default when the config leaves it None
+    config.model.warmup_elbo = False
+    assert training.build_model(config, (4,), 2).warmup_elbo is False

@@ -93,6 +93,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.mixmatch_alpha = config_dict.placeholder(float)
     config.model.lambda_u = config_dict.placeholder(float)
     config.model.rampup_epochs = config_dict.placeholder(int)
+    # InstanceGM: None = the ELBO trains during the warm-up too (True); False =
+    # the warm-up trains the classifiers alone, as the InstanceGM paper does.
+    config.model.warmup_elbo = config_dict.placeholder(bool)
 
     # The anchor-point estimate of the transition matrix and noise rate, made
     # from the noisy labels alone (tf_causalnl.transition) for Forward,

@@ -21,7 +21,7 @@ class InstanceGM(DivideMixTraining, CausalNL):
     two classifiers (`models.division`: a warm-up of cross-entropy, then
     each network trains on its peer's GMM split of the data, with refined
     and guessed targets, mixed). This is the recipe of "Instance-Dependent
-    Noisy Label Learning via Graphical Modelling" (Garg, Nguyen, Reid, Liu
+    Noisy Label Learning via Graphical Modelling" (Garg, Nguyen, Felix, Do
     and Carneiro, WACV 2023). `call` returns branch 1's probabilities, as
     CausalNL's does; `selection_precision` is the share of DivideMix's
     labelled rows whose noisy label is right.
@@ -30,6 +30,11 @@ class InstanceGM(DivideMixTraining, CausalNL):
       classifier: as for `CausalNL`.
       warmup_epochs, p_threshold, sharpen_temperature, mixmatch_alpha, lambda_u,
         rampup_epochs: DivideMix's, as for `DivideMix`.
+      warmup_elbo: whether the ELBO trains during DivideMix's warm-up
+        (True), or only the classifiers' cross-entropy does, as in the
+        paper's Figure 2 and its public code (False): the generative model
+        then starts with the split. The warm-up's steps still run the VAE,
+        weighted 0.
       **kwargs: `CausalNL`'s (z_dim, the betas, the objective, vae_width,
         seed, dtype, ...). Its co-teaching arguments (forget_rate,
         ramp_epochs, selection) are kept in the config but not used.
@@ -37,8 +42,11 @@ class InstanceGM(DivideMixTraining, CausalNL):
 
     def __init__(self, classifier: keras.Model, *, warmup_epochs: int = 10, p_threshold: float = 0.5,
                  sharpen_temperature: float = 0.5, mixmatch_alpha: float = 4.0, lambda_u: float = 25.0,
-                 rampup_epochs: int = 16, **kwargs):
+                 rampup_epochs: int = 16, warmup_elbo: bool = True, **kwargs):
         super().__init__(classifier, **kwargs)
+        if not isinstance(warmup_elbo, bool):
+            raise ValueError(f"warmup_elbo must be True or False, got {warmup_elbo!r}.")
+        self.warmup_elbo = warmup_elbo
         # No co-teaching term here: DivideMix's terms take its place.
         self.term_trackers = {name: t for name, t in self.term_trackers.items() if name != "coteaching"}
         self.division_trackers = self._init_division(warmup_epochs, p_threshold, sharpen_temperature,
@@ -65,11 +73,15 @@ class InstanceGM(DivideMixTraining, CausalNL):
             generative = generative_objective(x, labels, branches, self.betas, self.weighting)
             division, division_terms, masks = self._warmup_or_dividemix_loss(
                 x, labels, y[INDEX], [b.logits for b in branches], self._mix_seeds(step))
-            loss = generative["loss"] + division + self._regularization()
+            if self.warmup_elbo:
+                generative_weight = 1.0
+            else:  # 0 during the warm-up: its steps train the classifiers alone
+                generative_weight = tf.cast(self.epoch_variable >= float(self.warmup_epochs), tf.float32)
+            loss = generative_weight * generative["loss"] + division + self._regularization()
             scaled = self.optimizer.scale_loss(loss)  # mixed_float16's loss scale, else 1
         logs = self._apply_and_log(tape, scaled, loss, branches[0].logits, labels, clean, generative["terms"])
         return {**logs, **self._log_division(division_terms, self.division_trackers),
                 **self._selection_logs(masks, labels, clean)}
 
     def get_config(self):
-        return {**super().get_config(), **self._division_config()}
+        return {**super().get_config(), **self._division_config(), "warmup_elbo": self.warmup_elbo}

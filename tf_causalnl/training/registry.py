@@ -38,7 +38,7 @@ METHODS = {
 }
 #: DivideMix's keys: passed on only when set, so that None keeps the model's default.
 _DIVISION_KEYS = ("warmup_epochs", "p_threshold", "sharpen_temperature", "mixmatch_alpha", "lambda_u",
-                  "rampup_epochs")
+                  "rampup_epochs", "warmup_elbo")
 
 
 #: The names `train.strategy` takes (see `tf_causalnl.training.distribute`).
