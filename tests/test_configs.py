@@ -270,6 +270,16 @@ def test_the_clothing1m_config_is_the_papers():
     assert (config.train.batch_size, config.train.learning_rate) == (base.train.batch_size, 1e-3)
 
 
+def test_the_instancegm_config_is_the_papers():
+    config = load_config(ROOT / "configs" / "cifar10_instancegm.py")
+    assert (config.data.name, config.noise.type, config.noise.rate) == ("cifar10", "idn", 0.5)
+    assert (config.model.method, config.model.classifier, config.model.resnet_stem) == (
+        "instancegm", "resnet18", "cifar")
+    assert (config.model.warmup_epochs, config.model.rampup_epochs, config.model.lambda_u) == (10, 16, 25.0)
+    assert config.model.warmup_elbo is False  # the paper warms up the classifiers alone
+    assert (config.train.epochs, config.train.batch_size) == (300, 64)
+
+
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=_name)
 @pytest.mark.filterwarnings("ignore:Even though the `tf.config.experimental_run_functions_eagerly`")
 def test_every_config_trains_one_step(path, tmp_path, make_clothing1m, no_network, eager):
