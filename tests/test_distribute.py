@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_causalnl import CausalNL, data, training
+from tf_causalnl import CausalNL, data, networks, training
 from tf_causalnl.models import distributions, selection
+from tf_causalnl.models.dividemix import DivideMix
 from tf_causalnl.training import distribute
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -67,6 +68,31 @@ def test_one_step_on_two_devices_gives_the_weights_of_one_device(two_cpu_strateg
         np.testing.assert_allclose(two, one, rtol=1e-5, atol=ATOL)
     # The step did move the weights (a comparison of untouched weights proves nothing).
     assert any(not np.allclose(w, v) for w, v in zip(weights[0], _vector_model().get_weights()))
+
+
+def test_dividemix_warms_up_on_two_devices_as_on_one_then_splits(two_cpu_strategy):
+    """DivideMix under MirroredStrategy: its CE warm-up is the step of one device; after it, the
+    per-example split (plain variables read by index in every replica) is made and used."""
+    x, y = _vectors()
+    models = []
+    for strategy in (tf.distribute.get_strategy(), two_cpu_strategy):
+        with strategy.scope():
+            keras.utils.set_random_seed(0)
+            model = DivideMix(networks.build_mlp_classifier((4,), 2, hidden_units=(8,)), warmup_epochs=1,
+                              rampup_epochs=1, seed=0)
+            model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+        models.append(model)
+    for one, two in zip(models[0].get_weights(), models[1].get_weights(), strict=True):
+        np.testing.assert_allclose(two, one, rtol=1e-5, atol=ATOL)
+    mirrored = models[1]
+    before = mirrored.get_weights()
+    logs = mirrored.fit(x, {"noisy": y, "clean": y}, batch_size=16, epochs=2, initial_epoch=1, verbose=0,
+                        shuffle=False).history
+    assert logs["labelled"][0] > 0.0 and 0.0 < logs["labelled_share"][0] <= 1.0
+    assert np.isfinite(logs["loss"][0]) and logs["selection_precision"][0] == 1.0  # clean labels
+    assert not np.allclose(mirrored._split.tables[0].numpy(), 1.0)
+    assert any(not np.allclose(a, b) for a, b in zip(before, mirrored.get_weights()))
 
 
 def test_noise_of_a_replica_is_its_rows_of_the_global_draw(two_cpu_strategy):
