@@ -265,10 +265,14 @@ def test_a_killed_instancegm_run_resumes_to_the_same_weights(tmp_path):
         assert "forget_rate" not in json.load(f)
 
 
-def test_a_file_dataset_is_refused_for_the_split_before_any_work():
+def test_a_file_dataset_or_multi_worker_training_is_refused_for_the_split_before_any_work():
     config = job.config(method="dividemix")
     config.data.name, config.noise.type = "clothing1m", "real"
     with pytest.raises(ValueError, match=r"^model.method='dividemix' splits the training set .* in memory"):
+        config_checks.check_config(config)
+    config = job.config(method="instancegm", strategy="multi_worker")
+    config.data.name = "fashion_mnist"
+    with pytest.raises(ValueError, match=r"^model.method='instancegm' splits .* use train.strategy=\"mirrored\""):
         config_checks.check_config(config)
 
 

@@ -15,7 +15,7 @@ import ml_collections
 from tf_causalnl import config as config_lib
 from tf_causalnl import data, networks, noise, validation
 from tf_causalnl.models import forget_rate, losses
-from tf_causalnl.training import registry
+from tf_causalnl.training import distribute, registry
 from tf_causalnl.models import selection
 
 
@@ -101,6 +101,11 @@ def _check_names(config: ml_collections.ConfigDict) -> None:
         raise ValueError(
             f"model.method={config.model.method!r} splits the training set before each epoch, which needs it "
             f"in memory, but {config.data.name} is read from its files; choose another method for it.")
+    if config.model.method in ("dividemix", "instancegm") and config.train.strategy == distribute.MULTI_WORKER:
+        raise ValueError(
+            f"model.method={config.model.method!r} splits the training set before each epoch inside Keras' fit, "
+            f'which train.strategy="{distribute.MULTI_WORKER}" replaces with its own loop; use '
+            f'train.strategy="{distribute.MIRRORED}" (one machine) or another method.')
 
 
 def _check_ranges(config: ml_collections.ConfigDict) -> None:
