@@ -115,9 +115,7 @@ class DivideMixTraining:
                                  "noisy_labels), the arrays it draws from, in its index order.")
             else:
                 num_examples = 1  # every epoch of this fit is a warm-up epoch: no split to hold
-        elif validation.is_array_like(x):
-            validation.check_arrays(x, y, num_classes=self.num_classes,
-                                    input_shape=self.classifier.input_shape[1:])
+        elif validation.is_array_like(x):  # checked by ClassifierWrapper.fit, index included
             y = dict(y) if isinstance(y, dict) else {"noisy": y}
             num_examples = len(x)
             y[INDEX] = np.arange(num_examples, dtype=np.int32)
