@@ -3,11 +3,8 @@
 import csv
 import importlib.util
 import json
-import os
 import pathlib
 import signal
-import subprocess
-import sys
 import warnings
 
 import keras
@@ -227,19 +224,7 @@ _spec.loader.exec_module(job)
 
 
 def _start_job(workdir, *options):
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "train_job.py"), str(workdir), "--method=instancegm", "--deterministic",
-         *options], env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True)
-
-
-def _finish(*processes):
-    """(return code, output) of each process, bounded in time."""
-    try:
-        return [(p.communicate(timeout=300)[0], p.returncode)[::-1] for p in processes]
-    finally:
-        for p in processes:
-            p.kill()
+    return job.start(workdir, "--method=instancegm", "--deterministic", *options)
 
 
 def test_a_killed_instancegm_run_resumes_to_the_same_weights(tmp_path):
@@ -247,11 +232,11 @@ def test_a_killed_instancegm_run_resumes_to_the_same_weights(tmp_path):
     split made), then rerun: the same weights as an uninterrupted run, since the split is made again
     from the restored weights."""
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    (code_whole, output_whole), (code_killed, output_killed) = _finish(_start_job(whole),
+    (code_whole, output_whole), (code_killed, output_killed) = job.finish(_start_job(whole),
                                                                        _start_job(killed, "--kill_at=2:3"))
     assert code_whole == 0, output_whole[-3000:]
     assert code_killed == -signal.SIGKILL, output_killed[-3000:]
-    [(code, output)] = _finish(_start_job(killed))
+    [(code, output)] = job.finish(_start_job(killed))
     assert code == 0, output[-3000:]
     want = keras.saving.load_model(whole / "model.keras").get_weights()
     for got, expected in zip(keras.saving.load_model(killed / "model.keras").get_weights(), want, strict=True):

@@ -6,8 +6,6 @@ import json
 import os
 import pathlib
 import signal
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -21,29 +19,8 @@ _spec = importlib.util.spec_from_file_location("train_job", ROOT / "tests" / "tr
 job = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(job)
 
-#: Bounds each training process.
-PROCESS_TIMEOUT_SECONDS = 300
-
-
 def _start(workdir, *options):
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "train_job.py"), str(workdir), "--forget_rate=0.2",
-         "--deterministic", *options],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _finish(processes):
-    """Waits for every process (bounded); returns their (returncode, output)."""
-    results = []
-    try:
-        for process in processes:
-            output = process.communicate(timeout=PROCESS_TIMEOUT_SECONDS)[0]
-            results.append((process.returncode, output))
-    finally:
-        for process in processes:
-            process.kill()
-    return results
+    return job.start(workdir, "--forget_rate=0.2", "--deterministic", *options)
 
 
 def _weights(workdir):
@@ -65,7 +42,7 @@ def test_killed_runs_resume_exactly_and_deterministic_runs_agree(tmp_path):
     runs restore weights, optimizer state and epoch, and replay each epoch's
     data and noise from (seed, epoch)."""
     a, b, c, d = (tmp_path / name for name in "abcd")
-    first = _finish([_start(a), _start(b), _start(c, "--kill_at=1:3"), _start(d, "--kill_in_backup=1")])
+    first = job.finish(*[_start(a), _start(b), _start(c, "--kill_at=1:3"), _start(d, "--kill_in_backup=1")])
     for code, output in first[:2]:
         assert code == 0, output[-3000:]
     for code, output in first[2:]:
@@ -79,7 +56,7 @@ def test_killed_runs_resume_exactly_and_deterministic_runs_agree(tmp_path):
     assert [p.name for p in (d / "backup").glob(".epoch-00002.*")], "the kill came before the rename"
     assert not (c / "model.keras").exists() and not (d / "model.keras").exists()
 
-    for code, output in _finish([_start(c), _start(d)]):
+    for code, output in job.finish(*[_start(c), _start(d)]):
         assert code == 0, output[-3000:]
 
     reference = _weights(a)

@@ -1,6 +1,7 @@
 """A small `training.train` run in its own process, for the multi-process tests.
 
     python tests/train_job.py WORKDIR [--strategy=multi_worker] [--deterministic]
+        [--method=M] [--forget_rate=R]
         [--kill_at=EPOCH:BATCH] [--kill_in_backup=EPOCH] [--probe_keras_fit]
 
 It trains CausalNL on a vector dataset registered here (an MLP, whose
@@ -20,6 +21,8 @@ networks have no batch normalisation). Options:
 import argparse
 import os
 import signal
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -31,6 +34,8 @@ from tf_causalnl.training import distribute
 from tf_causalnl.config import base_config  # noqa: E402
 
 NAME = "tiny_vectors"
+#: Bounds each process that `finish` waits for.
+PROCESS_TIMEOUT_SECONDS = 300
 
 
 def load_tiny_vectors(data_dir=None, n_train=128):
@@ -104,6 +109,27 @@ def keras_fit_error(strategy) -> str:
     except Exception as error:  # noqa: BLE001 (any failure is the finding)
         return f"{type(error).__name__}: {str(error)[:200]}"
     return ""
+
+
+def start(workdir, *options: str) -> subprocess.Popen:
+    """This script on `workdir` in a new process, with `options`; its stdout and stderr as one text."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.Popen([sys.executable, os.path.abspath(__file__), str(workdir), *options],
+                            env={**os.environ, "PYTHONPATH": root}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def finish(*processes: subprocess.Popen) -> list[tuple[int, str]]:
+    """Waits for every process (each bounded); returns their (returncode, output)."""
+    results = []
+    try:
+        for process in processes:
+            output = process.communicate(timeout=PROCESS_TIMEOUT_SECONDS)[0]
+            results.append((process.returncode, output))
+    finally:
+        for process in processes:
+            process.kill()
+    return results
 
 
 def main():
