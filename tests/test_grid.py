@@ -173,6 +173,35 @@ def test_csv_has_one_row_per_finished_cell(tmp_path):
     assert oracle["workdir"] == os.path.join("causalnl", "idn-0.45", "seed0")
 
 
+def _write_results(directory, rows):
+    directory.mkdir()
+    with open(directory / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, ["label", "noise_type", "noise_rate", "seed", METRIC, "seconds"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_compare_pairs_methods_by_seed_across_grids(tmp_path):
+    row = lambda label, seed, accuracy, seconds=10.0: {  # noqa: E731
+        "label": label, "noise_type": "idn", "noise_rate": 0.5, "seed": seed, METRIC: accuracy, "seconds": seconds}
+    _write_results(tmp_path / "a", [row("coteaching", 0, 0.60), row("coteaching", 1, 0.61), row("coteaching", 2, 0.62),
+                                    row("coteaching", 3, 0.50), row("dividemix", 0, 0.61, 30.0),
+                                    row("dividemix", 1, 0.63, 50.0), row("dividemix", 2, 0.65, 40.0)])
+    _write_results(tmp_path / "b", [row("dividemix", 0, 0.59), row("dividemix", 1, 0.61)])
+    text = grid_report.compare([str(tmp_path / "a"), f"{tmp_path / 'b'}=long"],
+                               [("dividemix", "coteaching"), ("dividemix long", "dividemix")])
+    lines = text.splitlines()
+    assert lines[0] == "| A − B | IDN-50% |"
+    # Seed 3 has no DivideMix cell, so it is left out; differences 1, 2, 3: mean 2, std 1, s.e. 1/sqrt(3).
+    assert lines[2] == "| dividemix − coteaching | +1.00, +2.00, +3.00: +2.00 ± 0.58 (+3.5 s.e.) |"
+    assert lines[3] == "| dividemix long − dividemix | -2.00, -2.00: -2.00 ± 0.00 |"
+    assert "| dividemix | 40 (30-50) | 3 |" in lines and "| coteaching | 10 (10-10) | 4 |" in lines
+    with pytest.raises(ValueError, match=r"^no finished cells of mixup; the labels are coteaching, dividemix, "):
+        grid_report.compare([str(tmp_path / "a"), f"{tmp_path / 'b'}=long"], [("mixup", "coteaching")])
+    with pytest.raises(ValueError, match=r"nowhere has no results.csv: give a grid's work directory"):
+        grid_report.compare([str(tmp_path / "nowhere")], [("dividemix", "coteaching")])
+
+
 def test_plot_is_written_and_no_temporary_file_is_left(tmp_path):
     config = _grid_config(auto_methods=(), seeds=(0,))
     config.grid.noise_types = ("idn", "symmetric")

@@ -1,5 +1,9 @@
-"""The grid's results: results.csv, the Markdown table with means and standard errors, the plot."""
+"""The grid's results: results.csv, the Markdown table with means and standard errors, the plot.
 
+Also the comparisons of finished grids seed by seed (`compare`, scripts/paired.py).
+"""
+
+import csv
 import io
 import os
 
@@ -133,6 +137,71 @@ def estimate_table(rows: list[dict]) -> str:
             f"| {_column_name(noise_type, rate)} | {pairs[:, 0].mean():.2f}{spread(pairs[:, 0])} "
             f"| {pairs[:, 1].mean():.2f}{spread(pairs[:, 1])} "
             f"| {np.abs(pairs[:, 1] - pairs[:, 0]).mean():.2f} | {len(pairs)} |")
+    return "\n".join(lines) + "\n"
+
+
+def compare(workdirs: list[str], pairs: list[tuple[str, str]]) -> str:
+    """`paired_table` and `seconds_table` of the finished cells of one or more grids.
+
+    Args:
+      workdirs: grid work directories (each with its results.csv), each
+        optionally "PATH=TAG": TAG is added to that grid's labels ("instancegm
+        TAG"), so that two grids of one method can be compared.
+      pairs: (A, B) labels; each row of the table is A − B.
+    """
+    rows = []
+    for argument in workdirs:
+        path, _, tag = argument.partition("=")
+        try:
+            with open(os.path.join(path, "results.csv"), newline="") as f:
+                found = list(csv.DictReader(f))
+        except FileNotFoundError:
+            raise ValueError(f"{path} has no results.csv: give a grid's work directory (scripts/grid.py "
+                             "--workdir) once a cell has finished.") from None
+        rows += [{**row, "label": f"{row['label']} {tag}" if tag else row["label"]} for row in found]
+    known = {row["label"] for row in rows}
+    unknown = sorted({label for pair in pairs for label in pair} - known)
+    if unknown:
+        raise ValueError(f"no finished cells of {', '.join(unknown)}; the labels are {', '.join(sorted(known))}.")
+    return paired_table(rows, pairs) + "\n" + seconds_table(rows)
+
+
+def paired_table(rows: list[dict], pairs: list[tuple[str, str]]) -> str:
+    """Method A − method B on the same seeds, per noise column: the differences and their mean ± s.e.
+
+    Rows are `collect`'s (or results.csv's, as text). Each entry lists the
+    per-seed differences of the accuracy in points, then their mean ± the
+    standard error (sample std / sqrt(n)) and the mean in standard errors;
+    only seeds finished for both methods count.
+    """
+    accuracy = {(row["label"], row["noise_type"], float(row["noise_rate"]), int(row["seed"])):
+                100.0 * float(row[METRIC]) for row in rows}
+    columns = sorted({key[1:3] for key in accuracy})
+    lines = ["| A − B | " + " | ".join(_column_name(*c) for c in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for a, b in pairs:
+        entries = []
+        for column in columns:
+            seeds = sorted(s for (label, *c, s) in accuracy if label == a and tuple(c) == column
+                           and (b, *column, s) in accuracy)
+            d = np.array([accuracy[a, *column, s] - accuracy[b, *column, s] for s in seeds])
+            listed = ", ".join(f"{v:+.2f}" for v in d)
+            if len(d) > 1:
+                se = float(np.std(d, ddof=1) / np.sqrt(len(d)))
+                listed += f": {d.mean():+.2f} ± {se:.2f}" + (f" ({d.mean() / se:+.1f} s.e.)" if se > 0 else "")
+            entries.append(listed)
+        lines.append(f"| {a} − {b} | " + " | ".join(entries) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def seconds_table(rows: list[dict]) -> str:
+    """Seconds per run of each label: the median, the range and the number of runs."""
+    seconds = {}
+    for row in rows:
+        seconds.setdefault(row["label"], []).append(float(row["seconds"]))
+    lines = ["| Method | seconds per run, median (range) | runs |", "|---|---|---|"]
+    for label, values in seconds.items():
+        lines.append(f"| {label} | {np.median(values):.0f} ({min(values):.0f}-{max(values):.0f}) | {len(values)} |")
     return "\n".join(lines) + "\n"
 
 
