@@ -232,8 +232,8 @@ def test_a_killed_instancegm_run_resumes_to_the_same_weights(tmp_path):
     split made), then rerun: the same weights as an uninterrupted run, since the split is made again
     from the restored weights."""
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    (code_whole, output_whole), (code_killed, output_killed) = job.finish(_start_job(whole),
-                                                                       _start_job(killed, "--kill_at=2:3"))
+    (code_whole, output_whole), (code_killed, output_killed) = job.finish(
+        _start_job(whole), _start_job(killed, "--kill_at=2:3"))
     assert code_whole == 0, output_whole[-3000:]
     assert code_killed == -signal.SIGKILL, output_killed[-3000:]
     [(code, output)] = job.finish(_start_job(killed))
