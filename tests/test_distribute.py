@@ -1,6 +1,5 @@
 """Strategies: one step on two devices, two workers on localhost, per-replica selection."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -18,10 +17,9 @@ from tf_causalnl.models import distributions, selection
 from tf_causalnl.models.dividemix import DivideMix
 from tf_causalnl.training import distribute
 
+import train_job as job  # tests/ has no __init__.py: pytest's prepend import mode puts it on sys.path
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("train_job", ROOT / "tests" / "train_job.py")
-job = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(job)
 
 #: Tolerance of the weight comparisons across device counts. Adam's first steps
 #: move a weight by about lr * g / (|g| + eps); for the few units whose gradient

@@ -1,9 +1,7 @@
 """DivideMix and InstanceGM: each piece against numbers computed by hand, then short fits."""
 
 import csv
-import importlib.util
 import json
-import pathlib
 import signal
 import warnings
 
@@ -20,6 +18,8 @@ from tf_causalnl.models import dividemix_losses as dm
 from tf_causalnl.models.dividemix import DivideMix
 from tf_causalnl.models.instancegm import InstanceGM
 from tf_causalnl.training import config_checks
+
+import train_job as job  # tests/ has no __init__.py: pytest's prepend import mode puts it on sys.path
 
 SHAPE, CLASSES = (8, 8, 1), 3
 
@@ -216,11 +216,6 @@ def test_instancegms_warm_up_trains_the_vae_only_if_asked(warmup_elbo):
 
 
 # ---------------------------------------------------------------- through training, export, a kill
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("train_job", ROOT / "tests" / "train_job.py")
-job = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(job)
 
 
 def _start_job(workdir, *options):

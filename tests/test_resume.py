@@ -1,10 +1,8 @@
 """Fault tolerance: killed runs resume exactly, writes are atomic, determinism, the NaN guard."""
 
 import csv
-import importlib.util
 import json
 import os
-import pathlib
 import signal
 
 import keras
@@ -14,10 +12,7 @@ import pytest
 from tf_causalnl import checkpoints, data, training
 from tf_causalnl.models import callbacks, losses
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("train_job", ROOT / "tests" / "train_job.py")
-job = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(job)
+import train_job as job  # tests/ has no __init__.py: pytest's prepend import mode puts it on sys.path
 
 def _start(workdir, *options):
     return job.start(workdir, "--forget_rate=0.2", "--deterministic", *options)

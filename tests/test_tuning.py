@@ -25,10 +25,9 @@ from tf_causalnl.config import tune_section
 from tf_causalnl.experiments import tuning, tuning_config, tuning_report
 from tf_causalnl.training import config_checks
 
+import tune_job as job  # tests/ has no __init__.py: pytest's prepend import mode puts it on sys.path
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("tune_job", ROOT / "tests" / "tune_job.py")
-job = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(job)
 
 COLUMNS = ["trial_id", "status", "beta0", "beta1", "beta2", "beta3", "z_dim", "learning_rate",
            "forget_rate", tuning_config.OBJECTIVE, tuning_config.CLEAN, "seconds"]
