@@ -200,6 +200,30 @@ def test_search_writes_trials_and_resumes(search, eager, capsys):
         tuning.tune(other, str(workdir))
 
 
+def test_a_search_with_auto_in_its_space_runs_to_its_best_config(tmp_path, eager):
+    # The shipped CPU search holds "auto" among its forget-rate choices; such a
+    # search estimates the noise once, from the training part's noisy labels.
+    config = job.config(max_trials=1)
+    config.tune.space.forget_rate = ("auto",)
+    config.estimate.epochs = 1
+    workdir = tmp_path / "search"
+    with _captured():
+        summary = tuning.tune(config, str(workdir))
+    assert summary["trials"] == 1 and summary["best_values"]["forget_rate"] == "auto"
+    _, rows = _read_csv(workdir / "trials.csv")
+    assert [row["forget_rate"] for row in rows] == ["auto"]
+    saved = json.loads((workdir / "noise_estimate.json").read_text())["estimate"]
+    tuning_data = tuning.load_tuning_data(config, str(tmp_path / "again"))
+    # Estimated from the 72 training-part labels, not the 96 of the whole set.
+    counts = np.bincount(tuning_data.noisy_train, minlength=2)
+    assert counts.sum() == 72
+    assert saved["noisy_prior"] == pytest.approx(counts / 72)
+    spec = importlib.util.spec_from_file_location("best_config", workdir / "best_config.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.get_config().model.forget_rate == "auto"
+
+
 def test_correlations_of_the_objective_and_clean_accuracy():
     rows = [{tuning_config.OBJECTIVE: "0.1", tuning_config.CLEAN: "0.2"}, {tuning_config.OBJECTIVE: 0.2, tuning_config.CLEAN: 0.4},
             {tuning_config.OBJECTIVE: 0.3, tuning_config.CLEAN: 0.5}, {tuning_config.OBJECTIVE: 0.4, tuning_config.CLEAN: ""}]

@@ -17,6 +17,7 @@ from tf_causalnl.models import callbacks as tf_callbacks
 from tf_causalnl.models import forget_rate
 from tf_causalnl.noise import estimation
 from tf_causalnl.training import checks, inputs, registry
+from tf_causalnl.training import estimate as run_estimate
 
 
 _SEARCH_DIR = "search"
@@ -58,16 +59,16 @@ def load_tuning_data(config: ml_collections.ConfigDict, workdir: str) -> TuningD
     dataset, noisy, _ = inputs.load_noisy_data(train_config)
     train_idx, val_idx = noisy_validation_split(noisy, config.tune.validation_fraction, config.seed)
     checks.check_batch_size(train_config.train.batch_size, len(train_idx))
-    estimate = None
+    noise_estimate = None
     choices = space_of(config).get("forget_rate", ())
     if forget_rate.AUTO in choices or train_config.model.forget_rate == forget_rate.AUTO:
         train_config.estimate.cache_dir = ""  # keyed on the whole set elsewhere: keep it here
         part = dataclasses.replace(dataset, x_train=dataset.x_train[train_idx], y_train=noisy[train_idx])
-        estimate = estimate.estimate_noise(train_config, part, noisy[train_idx], workdir)
+        noise_estimate = run_estimate.estimate_noise(train_config, part, noisy[train_idx], workdir)
     clean = config.tune.clean_test
     return TuningData(dataset.x_train[train_idx], noisy[train_idx], dataset.x_train[val_idx], noisy[val_idx],
                       dataset.x_test if clean else None, dataset.y_test if clean else None,
-                      dataset.input_shape, dataset.num_classes, estimate)
+                      dataset.input_shape, dataset.num_classes, noise_estimate)
 
 
 def accuracy(model: keras.Model, x: np.ndarray, labels: np.ndarray, batch_size: int) -> float:
