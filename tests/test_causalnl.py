@@ -182,13 +182,19 @@ def test_evaluate_scores_branch_one_classifier_on_the_given_labels():
 
 def test_training_under_mirrored_strategy(two_cpu_strategy):
     x, y = _data(64)
+    noisy = y.copy()
+    noisy[:16] = (y[:16] + 1) % CLASSES  # a quarter wrong, all in the first batch's first replica
     with two_cpu_strategy.scope():
-        model = _model(forget_rate=0.25)
+        model = _model(forget_rate=0.25, ramp_epochs=2)
     assert two_cpu_strategy.num_replicas_in_sync == 2
     before = model.classifier.get_weights()
-    history = model.fit(x, {"noisy": y, "clean": y}, batch_size=32, epochs=2, verbose=0)
+    history = model.fit(x, {"noisy": noisy, "clean": y}, batch_size=32, epochs=2, verbose=0, shuffle=False)
     assert all(np.isfinite(v) for v in history.history["loss"])
-    assert history.history["selection_precision"][-1] == 1.0
+    # Epoch 0 forgets nothing: each network selects every example, so the precision is the
+    # share of right labels, 48 / 64. Epoch 1 forgets 25% of each replica's 16 examples: on
+    # the replica whose 16 labels are all wrong both networks keep 12 wrong ones, elsewhere
+    # only right ones, so (96 - 24) / 96 over the epoch's 2 networks x 4 replica-batches x 12.
+    assert history.history["selection_precision"] == pytest.approx([0.75, 0.75])
     assert any(not np.array_equal(b, a) for b, a in zip(before, model.classifier.get_weights()))
 
 
@@ -240,13 +246,26 @@ def test_rejects_sample_weights():
         model.fit(x, y, sample_weight=np.ones(len(y)), batch_size=16, epochs=1, verbose=0)
 
 
-def test_a_user_schedule_is_not_doubled():
+def test_a_user_schedule_is_not_doubled(monkeypatch):
+    # A second schedule would set the same rates, so count who sets them.
+    setters = []
+    original = ForgetRateSchedule.on_epoch_begin
+
+    def counted(self, epoch, logs=None):
+        setters.append((id(self), epoch))
+        original(self, epoch, logs)
+
+    monkeypatch.setattr(ForgetRateSchedule, "on_epoch_begin", counted)
     model = _model(forget_rate=0.2, ramp_epochs=2)
     x, y = _data()
     schedule = ForgetRateSchedule()
     history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[schedule])
     assert schedule.model is model
+    assert setters == [(id(schedule), 0), (id(schedule), 1)]
     np.testing.assert_allclose(history.history["forget_rate"], [0.0, 0.2], rtol=1e-6)
+    setters.clear()
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)  # without one, the model's own, once
+    assert len(setters) == 1 and setters[0][0] != id(schedule)
 
 
 def test_fit_passes_exactly_one_schedule_to_keras(monkeypatch):

@@ -199,6 +199,10 @@ def test_auto_forget_rate_is_estimated_from_the_data_given_to_fit():
             batches = tf.data.Dataset.from_tensor_slices((x, noisy)).batch(16)
             history = model.fit(batches, epochs=1, verbose=0, shuffle=False)
         assert isinstance(model.forget_rate, float) and 0.0 <= model.forget_rate < 1.0
+        # The estimate saw the 64 noisy labels given to fit (not the clean ones, nor a part):
+        # its noisy prior is their frequencies, which differ from the clean labels'.
+        assert not np.allclose(np.bincount(noisy, minlength=CLASSES), np.bincount(y, minlength=CLASSES))
+        np.testing.assert_allclose(model.noise_estimate.noisy_prior, np.bincount(noisy, minlength=CLASSES) / 64)
         assert model.forget_rate == pytest.approx(model.noise_estimate.noise_rate)
         assert history.history["forget_rate"] == [pytest.approx(model.forget_rate)]
         assert model.get_config()["forget_rate"] == model.forget_rate

@@ -134,6 +134,22 @@ def test_dividemix_trains_on_arrays_and_splits_after_the_warm_up():
     assert logs["selection_precision"][2] == 1.0  # the labels were clean: every labelled row is right
 
 
+def test_dividemix_selection_precision_is_the_share_of_right_labels_it_trains_on():
+    x, y = _data()
+    noisy = np.where(np.arange(len(y)) % 4 == 0, (y + 1) % CLASSES, y)  # a quarter wrong
+    keras.utils.set_random_seed(0)
+    model = _dividemix()
+    logs = model.fit(x, {"noisy": noisy, "clean": y}, batch_size=16, epochs=2, verbose=0).history
+    # The split of epoch 1 is the last one made: the tables the step read.
+    tables = [t.numpy() for t in model._split.tables]
+    labelled = [tables[1 - k] > model.p_threshold for k in range(2)]  # network k reads its peer's
+    right = noisy == y
+    chosen = sum(int(mask.sum()) for mask in labelled)
+    expected = sum(int((mask & right).sum()) for mask in labelled) / chosen
+    assert 0.0 < expected < 1.0
+    assert logs["selection_precision"][1] == pytest.approx(expected)
+
+
 def test_dividemix_predicts_the_average_of_its_two_networks():
     x, y = _data(16)
     model = _dividemix()

@@ -35,7 +35,15 @@ def _cases():
 
 @pytest.mark.parametrize("method, precision", _cases())
 @pytest.mark.filterwarnings(EAGER_WARNING)
-def test_every_model_trains_in_16_bits_with_float32_losses(method, precision, eager):
+def test_every_model_trains_in_16_bits_with_float32_losses(method, precision, eager, monkeypatch):
+    differentiated = []  # the dtype of every loss a gradient is taken of (steps run eagerly)
+    gradient = tf.GradientTape.gradient
+
+    def recording(tape, target, *args, **kwargs):
+        differentiated.extend(t.dtype for t in tf.nest.flatten(target))
+        return gradient(tape, target, *args, **kwargs)
+
+    monkeypatch.setattr(tf.GradientTape, "gradient", recording)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(32, 8, 8, 1), dtype=np.uint8)
     y = rng.integers(0, 3, size=32)
@@ -52,6 +60,7 @@ def test_every_model_trains_in_16_bits_with_float32_losses(method, precision, ea
     epochs = 8 if precision == "mixed_float16" else 1
     history = model.fit(x, y, batch_size=16, epochs=epochs, verbose=0)
     assert np.isfinite(history.history["loss"][-1])
+    assert differentiated and set(differentiated) == {tf.float32}, differentiated
     assert any(not np.array_equal(b, v.numpy()) for b, v in zip(before, model.classifier.trainable_variables))
     probabilities = model.predict(x, verbose=0)
     assert probabilities.dtype == np.float32
@@ -88,6 +97,7 @@ def test_jit_compile_reaches_the_model_and_trains(method):
     history = model.fit(rng.integers(0, 256, size=(32, 8, 8, 1), dtype=np.uint8), rng.integers(0, 3, size=32),
                         batch_size=16, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][-1])
+    assert differentiated and set(differentiated) == {tf.float32}, differentiated
     assert not training.build_model(_config(method, None), (8, 8, 1), 3).jit_compile  # off by default
 
 
