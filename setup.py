@@ -39,8 +39,9 @@ setuptools.setup(
     install_requires=INSTALL_REQUIRES,
     # pandas: LabelIssues.to_dataframe, for users who ask for a frame (and its
     # test). pytest-xdist: the suite runs in two processes (pytest.ini).
+    # ruff: tests/test_lint.py lints the code with it (pyproject.toml).
     # benchmark: what scripts/label_issues_benchmark.py compares with.
-    extras_require={"dev": ["pytest>=8", "pytest-xdist>=3.5,<4", "pandas>=2.1,<4"],
+    extras_require={"dev": ["pytest>=8", "pytest-xdist>=3.5,<4", "pandas>=2.1,<4", "ruff==0.17.6"],
                     "benchmark": ["cleanlab==2.9.0", "pandas>=2.1,<4"]},
     license="Apache-2.0",
 )

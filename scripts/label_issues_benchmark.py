@@ -240,9 +240,9 @@ def _best_cleanlab(rows) -> list[dict]:
     for case in dict.fromkeys(r["noise"] for r in variants):
         mine = [r for r in variants if r["noise"] == case]
         names = list(dict.fromkeys(r["name"] for r in mine))
-        mean = lambda name, field: np.mean([r[field] for r in mine if r["name"] == name])  # noqa: E731
         for field, label in (("auroc", "best score"), ("f1", "best set")):
-            best = max(names, key=lambda name: mean(name, field))
+            means = {name: np.mean([r[field] for r in mine if r["name"] == name]) for name in names}
+            best = max(names, key=means.get)
             kept += [{**r, "name": f"cleanlab_cv_ce {label}: {best[len('cleanlab_cv_ce'):]}"}
                      for r in mine if r["name"] == best]
     return kept

@@ -97,7 +97,6 @@ def test_jit_compile_reaches_the_model_and_trains(method):
     history = model.fit(rng.integers(0, 256, size=(32, 8, 8, 1), dtype=np.uint8), rng.integers(0, 3, size=32),
                         batch_size=16, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][-1])
-    assert differentiated and set(differentiated) == {tf.float32}, differentiated
     assert not training.build_model(_config(method, None), (8, 8, 1), 3).jit_compile  # off by default
 
 

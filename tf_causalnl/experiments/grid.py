@@ -14,11 +14,12 @@ import ml_collections
 from tf_causalnl.experiments.grid_cells import (_finished, _to_json, _write_text, cell_config, cells,
                                                 check_compatible)
 from tf_causalnl.experiments.grid_report import METRIC, write_report
-from tf_causalnl.training import config_checks, run
+from tf_causalnl.training import config_checks
+from tf_causalnl.training.run import train
 
 
 def run(config: ml_collections.ConfigDict, workdir: str,
-        train_fn: Callable[[ml_collections.ConfigDict, str], dict] = run.train,
+        train_fn: Callable[[ml_collections.ConfigDict, str], dict] = train,
         log: Callable[[str], None] = print, shard: int = 0, num_shards: int = 1) -> str:
     """Trains every unfinished cell of the grid and writes the outputs.
 

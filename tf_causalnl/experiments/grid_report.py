@@ -184,7 +184,7 @@ def paired_table(rows: list[dict], pairs: list[tuple[str, str]]) -> str:
         for column in columns:
             seeds = sorted(s for (label, *c, s) in accuracy if label == a and tuple(c) == column
                            and (b, *column, s) in accuracy)
-            d = np.array([accuracy[a, *column, s] - accuracy[b, *column, s] for s in seeds])
+            d = np.array([accuracy[(a, *column, s)] - accuracy[(b, *column, s)] for s in seeds])
             listed = ", ".join(f"{v:+.2f}" for v in d)
             if len(d) > 1:
                 se = float(np.std(d, ddof=1) / np.sqrt(len(d)))

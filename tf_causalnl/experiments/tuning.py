@@ -185,17 +185,17 @@ def make_tuner(config: ml_collections.ConfigDict, hypermodel: keras_tuner.HyperM
     so a rerun resumes it; `max_trials` (default `config.tune.max_trials`) is
     the total budget, trials already run included.
     """
-    tune = config.tune
-    max_trials = max_trials or tune.max_trials
+    section = config.tune
+    max_trials = max_trials or section.max_trials
     common = dict(hypermodel=hypermodel, objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
                   directory=workdir, project_name=_SEARCH_DIR, overwrite=False,
                   seed=config.seed + 1)  # keras-tuner draws a random seed for 0
-    if tune.algorithm == "hyperband":
-        tuner = Hyperband(max_epochs=config.train.epochs, factor=tune.hyperband_factor, **common)
+    if section.algorithm == "hyperband":
+        tuner = Hyperband(max_epochs=config.train.epochs, factor=section.hyperband_factor, **common)
         if is_chief():  # a worker's oracle is a client of the chief's
             tuner.oracle.max_trials = max_trials
     else:
-        tuner = TUNERS[tune.algorithm](max_trials=max_trials, **common)
+        tuner = TUNERS[section.algorithm](max_trials=max_trials, **common)
     return tuner
 
 

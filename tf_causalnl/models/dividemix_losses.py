@@ -53,14 +53,14 @@ def sharpen(probabilities: tf.Tensor, temperature: float) -> tf.Tensor:
     return powered / tf.reduce_sum(powered, axis=-1, keepdims=True)
 
 
-def co_refine(one_hot_labels: tf.Tensor, clean_probability: tf.Tensor, predictions: tf.Tensor,
+def co_refine(one_hot_labels: tf.Tensor, clean_weight: tf.Tensor, predictions: tf.Tensor,
               temperature: float) -> tf.Tensor:
     """Label co-refinement: w * y + (1 - w) * p, sharpened (Algorithm 1, lines 13-14).
 
-    `clean_probability` (w, one per example) comes from the peer network's
+    `clean_weight` (w, one per example) comes from the peer network's
     GMM; `predictions` (p) are the network's own, averaged over its views.
     """
-    w = clean_probability[:, None]
+    w = clean_weight[:, None]
     return sharpen(w * one_hot_labels + (1.0 - w) * predictions, temperature)
 
 
