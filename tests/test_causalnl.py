@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tf_causalnl import CausalNL, networks
-from tf_causalnl.models import losses
+from tf_causalnl.models import losses, selection
 from tf_causalnl.models.callbacks import ForgetRateSchedule, forget_rate_at
 
 SHAPE, CLASSES = (8, 8, 1), 3
@@ -280,3 +280,61 @@ def test_fit_passes_exactly_one_schedule_to_keras(monkeypatch):
     schedules = [[c for c in callbacks if isinstance(c, ForgetRateSchedule)] for callbacks in passed]
     assert passed[0][:2] == [logger, mine] and schedules[0] == [mine]
     assert isinstance(passed[1][0], ForgetRateSchedule) and passed[1][1] is logger and len(schedules[1]) == 1
+
+
+# ---------------------------------------------------------------- the generative pull
+
+
+def test_the_pull_reaches_q_only_on_the_examples_given():
+    model = _model()
+    x, y = _data(8)
+    x = tf.constant(x, tf.float32) / 255.0
+    logits = tf.constant(np.random.default_rng(1).normal(size=(8, CLASSES)), tf.float32)
+    pull = tf.constant([1.0, 0.0] * 4)
+    seeds = model._step_seeds(tf.constant(0))[:2]
+    gradients = {}
+    for name, given in (("given", pull), ("none", None)):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            out = model.branch(0, x, seeds, True, logits=logits, pull=given)
+            terms = losses.elbo_terms(x, tf.constant(y), out)
+            # The generative terms alone (the entropy acts on q(Y|X) directly, not through y).
+            generative = tf.reduce_sum(terms["noisy_label_ce"] + terms["kl_z"]
+                                       + losses.reconstruction_error(x, out.reconstruction, "l1", "sum"))
+        gradients[name] = np.abs(tape.gradient(generative, logits).numpy()).sum(axis=1)
+    assert np.all(gradients["given"][1::2] == 0.0)  # pull 0: none of it
+    np.testing.assert_allclose(gradients["given"][0::2], gradients["none"][0::2], rtol=1e-5)  # pull 1: all
+    assert np.all(gradients["none"] > 0.0)
+
+
+def test_the_untrusted_pull_follows_the_peer_selection():
+    model = _model(forget_rate=0.5, ramp_epochs=0, pull="untrusted")
+    model.forget_rate_variable.assign(0.5)
+    x, y = _data(8)
+    x = tf.constant(x, tf.float32) / 255.0
+    pulls = []
+    original = model.branch
+
+    def recording(index, *args, **kwargs):
+        pulls.append(kwargs.get("pull", args[4] if len(args) > 4 else None))
+        return original(index, *args, **kwargs)
+
+    model.branch = recording
+    model.branches(x, tf.constant(y), model._step_seeds(tf.constant(0)), True)
+    logits = [c(x, training=True) for c in model.classifiers]
+    _, _, mask1, mask2 = selection.coteaching(logits[0], logits[1], tf.constant(y), tf.constant(0.5))
+    # Branch 1's q(Y|X) trains by CE on classifier 2's selection: it is pulled on the rest.
+    np.testing.assert_array_equal(pulls[0].numpy(), 1.0 - mask2.numpy())
+    np.testing.assert_array_equal(pulls[1].numpy(), 1.0 - mask1.numpy())
+    assert pulls[0].numpy().sum() == 4.0  # half of the batch left out
+
+
+def test_pull_trains_saves_and_is_checked():
+    x, y = _data()
+    model = _model(forget_rate=0.25, ramp_epochs=1, pull="untrusted")
+    history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert model.get_config()["pull"] == "untrusted"
+    assert CausalNL.from_config(model.get_config()).pull == "untrusted"
+    with pytest.raises(ValueError, match=r"pull must be one of 'all', 'untrusted', got 'some'"):
+        _model(pull="some")

@@ -74,6 +74,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.reconstruction_pixels = config_dict.placeholder(str)  # "sum" or "mean"
     config.model.detach_reconstruction = config_dict.placeholder(bool)
     config.model.label_gradient = config_dict.placeholder(float)  # in [0, 1]
+    # CausalNL: on which examples the generative half trains q(Y|X) through y
+    # (models.causalnl.PULLS): None = "all" (Algorithm 1), or "untrusted" (only
+    # the examples co-teaching leaves out). docs/OBJECTIVE.md.
+    config.model.pull = config_dict.placeholder(str)
     # Co-teaching's final forget rate (CausalNL, Co-teaching, MentorNet): a
     # number, or "auto" to use the noise rate estimated from the noisy labels.
     config.model.forget_rate = config_dict.FieldReference(0.45, field_type=object)

@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from tf_causalnl import networks, validation
-from tf_causalnl.models import distributions, losses
+from tf_causalnl.models import distributions, losses, selection as selections
 from tf_causalnl.models.forget_rate import ForgetRateMixin
 from tf_causalnl.models.two_networks import TwoNetworks
 from tf_causalnl.models.wrapper import float32, unpack_batch
@@ -58,6 +58,13 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
         ("l1" or "mse"; "sum" or "mean"; whether p(Y~|Y,X) reads
         stop_gradient(x1); the share in [0, 1] of the generative networks'
         gradient that reaches q(Y|X) through y); None keeps the objective's.
+      pull: which examples the generative half trains q(Y|X) on, through the
+        gradient of y (`PULLS`): "all" (Algorithm 1: every example, through
+        q(Z|X,Y), p(X|Y,Z) and p(Y~|Y,X)), or "untrusted" (only the examples
+        co-teaching leaves out, those whose noisy label the peer classifier
+        does not trust; the others train q(Y|X) through their label alone).
+        Either way the generative networks themselves learn from every
+        example. See docs/OBJECTIVE.md.
       forget_rate: co-teaching's final forget rate, typically the noise rate,
         or "auto": `fit` first estimates the noise rate from its data with
         anchor points (`tf_causalnl.transition`; no clean labels) and uses it.
@@ -98,6 +105,7 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
         reconstruction_pixels: str | None = None,
         detach_reconstruction: bool | None = None,
         label_gradient: float | None = None,
+        pull: str = "all",
         forget_rate: float | str = 0.2,
         ramp_epochs: int = 10,
         selection: str = DEFAULT_SELECTION,
@@ -120,6 +128,10 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
             "label_gradient": None if label_gradient is None else float(label_gradient),
         }
         self.weighting = losses.weighting(objective, **self.weighting_overrides)
+        if pull not in PULLS:
+            raise ValueError(f"pull must be one of {', '.join(map(repr, PULLS))}, got {pull!r}: \"all\" is "
+                             "Algorithm 1's, \"untrusted\" pulls q(Y|X) only where co-teaching drops the label.")
+        self.pull = pull
         given = (beta0, beta1, beta2, beta3)
         self.betas = tuple(float(own if b is None else b) for b, own in zip(given, self.weighting.betas))
         self.temperature = float(temperature)
@@ -148,28 +160,53 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
         }
         self.built = True
 
-    def branch(self, index: int, x: tf.Tensor, seeds: tf.Tensor, training: bool) -> losses.BranchOutputs:
+    def branch(self, index: int, x: tf.Tensor, seeds: tf.Tensor, training: bool,
+               logits: tf.Tensor | None = None, pull: tf.Tensor | None = None) -> losses.BranchOutputs:
         """Runs branch `index` (0 or 1) of Algorithm 1, lines 3-7.
 
         `seeds` holds two stateless seeds: for the Gumbel-softmax sample of Y
-        and for the reparameterised sample of Z.
+        and for the reparameterised sample of Z. `logits`, when given, are
+        q(Y|X)'s, already computed. `pull`, when given, is each example's
+        share (0 or 1) of the generative networks' gradient that reaches
+        q(Y|X) through y, on every path; without it, the objective's
+        `label_gradient` on the VAE's path and all of it through p(Y~|Y,X).
         """
-        logits = float32(self.classifiers[index], x, training)
+        if logits is None:
+            logits = float32(self.classifiers[index], x, training)
         y = distributions.relaxed_label_sample(logits, self.temperature, seeds[0])
-        y_generative = _scale_gradient(y, self.weighting.label_gradient)
+        if pull is None:
+            y_generative, y_noisy = _scale_gradient(y, self.weighting.label_gradient), y
+        else:
+            share = pull[:, None]
+            y_generative = _scale_gradient(y, share * self.weighting.label_gradient)
+            y_noisy = _scale_gradient(y, share)
         z_mean, z_log_variance = (tf.cast(t, tf.float32)
                                   for t in self.latent_encoders[index]([x, y_generative], training=training))
         z = distributions.latent_sample(z_mean, z_log_variance, seeds[1])
         reconstruction = float32(self.decoders[index], [z, y_generative], training)
         x1 = tf.stop_gradient(reconstruction) if self.weighting.detach_reconstruction else reconstruction
-        noisy_logits = float32(self.noisy_label_decoders[index], [x1, y], training)
+        noisy_logits = float32(self.noisy_label_decoders[index], [x1, y_noisy], training)
         return losses.BranchOutputs(logits, z_mean, z_log_variance, reconstruction, noisy_logits)
+
+    def branches(self, x: tf.Tensor, labels: tf.Tensor, seeds: tf.Tensor, training: bool) -> tuple:
+        """Both branches of a training step, with the generative pull of `self.pull`.
+
+        For "untrusted", branch k's q(Y|X) is pulled on the examples its peer
+        did not select: those it is not trained on by their noisy label.
+        """
+        if self.pull == "all":
+            return self.branch(0, x, seeds[:2], training), self.branch(1, x, seeds[2:], training)
+        logits = [float32(classifier, x, training) for classifier in self.classifiers]
+        _, _, mask1, mask2 = selections.coteaching(logits[0], logits[1], labels, self.forget_rate_variable,
+                                                   self.selection)
+        return (self.branch(0, x, seeds[:2], training, logits[0], 1.0 - mask2),
+                self.branch(1, x, seeds[2:], training, logits[1], 1.0 - mask1))
 
     def train_step(self, data):
         x, labels, clean = unpack_batch(data)
         seeds = self._step_seeds(self.optimizer.iterations)
         with tf.GradientTape() as tape:
-            branches = (self.branch(0, x, seeds[:2], True), self.branch(1, x, seeds[2:], True))
+            branches = self.branches(x, labels, seeds, True)
             objective = causalnl_objective(
                 x, labels, branches, self.forget_rate_variable, self.betas, self.weighting, self.selection
             )
@@ -210,6 +247,7 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
             "reconstruction_pixels": self.weighting_overrides["pixels"],
             "detach_reconstruction": self.weighting_overrides["detach_reconstruction"],
             "label_gradient": self.weighting_overrides["label_gradient"],
+            "pull": self.pull,
             **self._forget_rate_config(),
             "temperature": self.temperature,
             "vae_depth": self.vae_depth,
@@ -217,9 +255,14 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
         }
 
 
-def _scale_gradient(tensor: tf.Tensor, scale: float) -> tf.Tensor:
-    """`tensor` in the forward pass; its gradient multiplied by `scale` in the backward one."""
-    if scale == 1.0:
+#: The values of CausalNL's `pull`: on which examples the generative half trains q(Y|X).
+PULLS = ("all", "untrusted")
+
+
+def _scale_gradient(tensor: tf.Tensor, scale) -> tf.Tensor:
+    """`tensor` in the forward pass; its gradient multiplied by `scale` (a number, or a
+    tensor that broadcasts against it) in the backward one."""
+    if isinstance(scale, float) and scale == 1.0:
         return tensor
     return scale * tensor + (1.0 - scale) * tf.stop_gradient(tensor)
 

@@ -43,6 +43,9 @@ class InstanceGM(DivideMixTraining, CausalNL):
     def __init__(self, classifier: keras.Model, *, warmup_epochs: int = 10, p_threshold: float = 0.5,
                  sharpen_temperature: float = 0.5, mixmatch_alpha: float = 4.0, lambda_u: float = 25.0,
                  rampup_epochs: int = 16, warmup_elbo: bool = True, **kwargs):
+        if kwargs.get("pull", "all") != "all":
+            raise ValueError(f"InstanceGM pulls q(Y|X) on every example (pull=\"all\"), got pull="
+                             f"{kwargs['pull']!r}: DivideMix's split, not co-teaching's, says which labels it trusts.")
         super().__init__(classifier, **kwargs)
         if not isinstance(warmup_elbo, bool):
             raise ValueError(f"warmup_elbo must be True or False, got {warmup_elbo!r}.")

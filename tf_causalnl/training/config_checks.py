@@ -14,7 +14,7 @@ import ml_collections
 
 from tf_causalnl import config as config_lib
 from tf_causalnl import data, networks, noise, validation
-from tf_causalnl.models import forget_rate, losses
+from tf_causalnl.models import causalnl, forget_rate, losses
 from tf_causalnl.training import distribute, registry
 from tf_causalnl.models import selection
 
@@ -88,7 +88,8 @@ def _check_names(config: ml_collections.ConfigDict) -> None:
     for what, key, valid in (("objective", "model.objective", losses.OBJECTIVES),
                              ("reconstruction error", "model.reconstruction_error", losses.ERRORS),
                              ("pixel reduction", "model.reconstruction_pixels", losses.PIXEL_REDUCTIONS),
-                             ("selection", "model.selection", selection.SELECTIONS)):
+                             ("selection", "model.selection", selection.SELECTIONS),
+                             ("generative pull", "model.pull", causalnl.PULLS)):
         if _lookup(config, key) is not None:  # None: the objective's own
             check_choice(what, key, _lookup(config, key), valid)
     if config.noise.type == registry.REAL_NOISE and config.data.name not in registry.FILE_DATASETS:

@@ -1,0 +1,279 @@
+"""Every command that README.md and docs/*.md show runs, or is checked, on a tiny budget.
+
+The commands are read from the documents themselves (tests/doc_commands.py),
+so a command documented later without a working invocation fails here. They
+are taken in the order a reader meets them (README.md, then docs/*.md by
+name), in one work folder that holds links to `scripts/` and `configs/`, so
+that a command finds what an earlier one wrote (the main job's run for
+`pictures.py`, a grid for `paired.py`).
+
+Each command runs as a subprocess with a tiny budget appended to it
+(`TINY`: one epoch of 128 images, one seed and one noise rate of a grid,
+one trial; later flags override earlier ones), unless:
+  - it cannot run here: `NOT_RUN` names it and says why; or
+  - an earlier command of the same kind ran: the same script on the same
+    config file (its variant and overrides aside), or, for scripts without
+    a config, with the same flags. Running every one would take most of an
+    hour; instead its flags are checked against the script's own, and its
+    config, with its variant and every override, is parsed by the script's
+    own flag and checked as `training` checks it before any work. Its work
+    directory stands for the run of its kind: later commands that read it
+    read that run's.
+What each run must write is `WRITES`, from the documents' own words.
+"""
+
+import dataclasses
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+import doc_commands  # tests/ has no __init__.py: pytest's prepend import mode puts it on sys.path
+from tf_causalnl.experiments import tuning_config
+from tf_causalnl.training import config_checks
+
+ROOT = doc_commands.ROOT
+COMMANDS = doc_commands.documented()
+
+#: (script, a piece of the command's text) -> why it does not run here.
+NOT_RUN = {
+    ("train", "TF_CONFIG"): "a MultiWorkerMirroredStrategy cluster of two hosts (tests/test_distribute.py runs "
+                            "two workers on localhost)",
+    ("tune", "KERASTUNER_TUNER_ID"): "a chief and a worker on two hosts sharing /shared (tests/test_tuning.py runs "
+                                     "them on localhost)",
+    ("reference_step_torch", ""): "PyTorch, installed beside the project in /tmp/torch by hand (docs/SPEED.md)",
+    ("grid", "fmnist_grid_resnet18"): "ten ResNet-18 cells at paper scale, for a GPU (test_configs.py trains one "
+                                      "step of its config)",
+    ("label_issues_benchmark", ""): "cleanlab, which only the [benchmark] extra installs",
+}
+
+#: What the tiny budget appends, per script.
+TINY_TRAINING = ("--config.train.epochs=1", "--config.data.train_size=128", "--config.data.test_size=128",
+                 "--config.train.batch_size=64", "--config.train.eval_batch_size=128",
+                 "--config.estimate.epochs=1", "--config.train.verbose=0")
+TINY = {
+    "train": TINY_TRAINING,
+    "grid": TINY_TRAINING + ("--config.grid.seeds=(0,)",),
+    "tune": TINY_TRAINING + ("--max_trials=1",),
+    "moons": ("--config.train.epochs=1", "--config.moons.seeds=(0,)", "--config.moons.train_size=64",
+              "--config.moons.test_size=64"),
+    "benchmark": ("--steps=2", "--repeats=1"),
+}
+
+#: What a run writes (from the documents): paths under a flag's value, or text it prints.
+WRITES = {
+    "train": ("workdir", ["config.json", "noise.json", "noisy_labels.npy", "metrics.csv", "model.keras",
+                          "results.json", "pictures/training_curves.png"]),
+    "pictures": ("workdir", ["pictures/training_curves.png", "pictures/confusion_matrix.png",
+                             "pictures/transition.png"]),
+    "grid": ("workdir", ["results.csv", "results.md", "accuracy_vs_noise.png"]),
+    "label_issues": ("workdir", ["label_issues.csv"]),
+    "moons": ("out", ["moons.png"]),
+    "tune": ("workdir", ["trials.csv", "best_config.py"]),
+    "export": ("base_dir", ["causalnl/1/saved_model.pb"]),
+}
+#: Flags that name a directory or file a command writes (an alias of its kind's run when it does not run).
+_OUTPUTS = ("workdir", "out", "base_dir", "trace", "output")
+#: Flags a run drops: the tiny grid trains its cells in one process.
+_DROPPED = ("num_shards", "shard")
+#: Inputs the documents assume a reader has: a .npy of images and a folder of photos.
+INPUT_IMAGES = 6
+
+
+def not_run_reason(command: doc_commands.Command) -> str | None:
+    text = " ".join((*command.env, *command.args))
+    for (script, piece), reason in NOT_RUN.items():
+        if command.script == script and piece in text:
+            return reason
+    return None
+
+
+def script_flags(script: str) -> set:
+    """The flags a script defines, read from its source."""
+    source = (ROOT / "scripts" / f"{script}.py").read_text()
+    return set(re.findall(r"(?:config_)?flags\.(?:DEFINE_)?\w+\(\s*\"(\w+)\"", source))
+
+
+def _config_argument(command):
+    value = command.flag("config")
+    return value if isinstance(value, str) else None
+
+
+def kind(command: doc_commands.Command) -> tuple:
+    """Commands of one kind exercise the same code: one of them runs."""
+    config = _config_argument(command)
+    if config is not None:
+        return command.script, config.split(":")[0], bool(command.flag("report_only"))
+    names = sorted(set(command.flag_names()) - set(_OUTPUTS) - {"config"})
+    return command.script, tuple(names)
+
+
+def parse_config(command: doc_commands.Command, cwd: pathlib.Path):
+    """The config the script would train: its own config flag, parsed with the command's overrides."""
+    words, it = ["doc_command"], iter(command.args)
+    for arg in it:
+        if arg == "--config":  # `--config path` as two words: the flag's value is the next one
+            words.append(f"--config={next(it)}")
+        elif arg.startswith("--config"):
+            words.append(arg)
+    values = flags.FlagValues()  # the overrides become flags of their own, found in the argv
+    config_flags.DEFINE_config_file("config", None, flag_values=values, sys_argv=words)
+    previous = pathlib.Path.cwd()
+    os.chdir(cwd)  # the config's path is relative to where the command runs
+    try:
+        values(words)
+        return values.config
+    finally:
+        os.chdir(previous)
+
+
+def check_without_running(command: doc_commands.Command, cwd: pathlib.Path) -> None:
+    unknown = set(command.flag_names()) - {"config"} - script_flags(command.script)
+    unknown = {name for name in unknown if not name.startswith("config.")}
+    assert not unknown, f"{command.name}: {command.script}.py has no flag {sorted(unknown)}"
+    config_path = _config_argument(command)
+    if config_path is None or not (cwd / config_path.split(":")[0]).exists():
+        return  # no config, or one an earlier command writes (checked where that runs)
+    config = parse_config(command, cwd)
+    if command.script == "tune":
+        tuning_config.check_tune_config(config)
+    elif command.script in ("train", "grid"):
+        config_checks.check_config(config)
+
+
+@dataclasses.dataclass
+class Outcome:
+    """A command's run, or its check when an earlier command of its kind ran (`error` if it failed)."""
+
+    ran: bool
+    returncode: int = 0
+    output: str = ""
+    argv: tuple = ()
+    error: str = ""
+
+
+def _rewrite(args, aliases):
+    """The command's arguments with the paths of commands that did not run mapped to their kind's run."""
+    out = []
+    for arg in args:
+        for alias, target in aliases.items():
+            if arg == alias or arg.startswith(alias + "="):
+                arg = target + arg[len(alias):]
+            elif "=" in arg and arg.split("=", 1)[1] == alias:
+                arg = arg.split("=", 1)[0] + "=" + target
+        out.append(arg)
+    return out
+
+
+def _grid_rate(command, cwd):
+    """The last noise rate of the grid the command trains (its own override, else its config's)."""
+    return parse_config(command, cwd).grid.noise_rates[-1]
+
+
+def _drop(args, names):
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        name = arg[2:].split("=", 1)[0] if arg.startswith("--") else None
+        if name in names:
+            skip = "=" not in arg
+            continue
+        out.append(arg)
+    return out
+
+
+def _make_inputs(cwd: pathlib.Path) -> None:
+    """What the documents assume the reader has: images.npy and a folder photos/."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    images = np.random.default_rng(0).integers(0, 256, size=(INPUT_IMAGES, 28, 28, 1), dtype=np.uint8)
+    np.save(cwd / "images.npy", images)
+    (cwd / "photos").mkdir()
+    for i, image in enumerate(images):
+        (cwd / "photos" / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    """Runs (or checks) every documented command in order; {command name: Outcome}."""
+    cwd = tmp_path_factory.mktemp("reader")
+    for name in ("scripts", "configs"):
+        (cwd / name).symlink_to(ROOT / name)
+    _make_inputs(cwd)
+    seen, aliases, results = {}, {}, {}
+    for command in COMMANDS:
+        if not_run_reason(command):
+            continue
+        key = kind(command)
+        if key in seen:
+            try:
+                check_without_running(command, cwd)
+            except (AssertionError, ValueError, flags.Error) as error:
+                results[command.name] = Outcome(ran=False, error=f"{type(error).__name__}: {error}")
+                continue
+            for name in _OUTPUTS:
+                value = command.flag(name)
+                if isinstance(value, str) and value != seen[key].flag(name):
+                    aliases[value] = seen[key].flag(name)
+            results[command.name] = Outcome(ran=False)
+            continue
+        seen[key] = command
+        args = _drop(_rewrite(command.args, aliases), _DROPPED)
+        args += TINY.get(command.script, ())
+        if command.script == "grid" and not command.flag("report_only"):
+            args.append(f"--config.grid.noise_rates=({_grid_rate(command, cwd)},)")
+        argv = (sys.executable, f"scripts/{command.script}.py", *args)
+        env = dict(var.split("=", 1) for var in command.env)
+        process = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=900,
+                                 env={**_environ(), **env})
+        results[command.name] = Outcome(True, process.returncode, process.stdout + process.stderr, argv)
+    return cwd, results
+
+
+def _environ():
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def test_the_documents_show_commands_and_every_script_is_reached():
+    assert len(COMMANDS) > 20
+    shown = {c.script for c in COMMANDS}
+    scripts = {p.stem for p in (ROOT / "scripts").glob("*.py")} - {"tf_env"}
+    # Scripts no document shows: say so here, so that a new one is a decision.
+    assert scripts - shown == {"transition_diagnostics"}
+
+
+def test_the_reasons_for_not_running_are_each_used():
+    for (script, piece), _ in NOT_RUN.items():
+        assert any(c.script == script and piece in " ".join((*c.env, *c.args)) for c in COMMANDS), (script, piece)
+
+
+@pytest.mark.xdist_group("doc_commands")
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c.name)
+def test_a_documented_command_runs(command, outcomes):
+    reason = not_run_reason(command)
+    if reason:
+        pytest.skip(f"needs {reason}")
+    cwd, results = outcomes
+    outcome = results[command.name]
+    if not outcome.ran:  # checked without running, in the fixture
+        assert not outcome.error, f"{command.name}: {outcome.error}"
+        return
+    assert outcome.returncode == 0, f"{' '.join(outcome.argv)}\n{outcome.output[-4000:]}"
+    if command.script in WRITES:
+        flag, paths = WRITES[command.script]
+        folder = cwd / command.flag(flag)
+        missing = [p for p in paths if not (folder / p).exists()]
+        assert not missing, f"{command.name} did not write {missing} in {folder}"
+    if command.script == "predict":
+        rows = (cwd / command.flag("output")).read_text().splitlines()
+        assert len(rows) == 1 + INPUT_IMAGES, rows[:3]
+    if command.script == "paired":
+        assert "±" in outcome.output or "seed" in outcome.output, outcome.output[-2000:]
