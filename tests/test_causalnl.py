@@ -336,5 +336,5 @@ def test_pull_trains_saves_and_is_checked():
     assert np.isfinite(history.history["loss"][0])
     assert model.get_config()["pull"] == "untrusted"
     assert CausalNL.from_config(model.get_config()).pull == "untrusted"
-    with pytest.raises(ValueError, match=r"pull must be one of 'all', 'untrusted', got 'some'"):
+    with pytest.raises(ValueError, match=r"pull must be one of 'all', 'untrusted', 'none', got 'some'"):
         _model(pull="some")

@@ -171,6 +171,8 @@ def test_vectors_for_a_convolutional_classifier_are_refused_before_the_work_dire
     ({"model.reconstruction_pixels": "average"}, r"Unknown pixel reduction 'average'; choose one of "
                                                  r"\['mean', 'sum'\]"),
     ({"model.selection": "balanced"}, r"Unknown selection 'balanced'; choose one of \['global', 'per_class'\]"),
+    ({"model.pull": "trusted"}, r"Unknown generative pull 'trusted'; choose one of \['all', 'none', 'untrusted'\] for "
+                                r"config.model.pull. Did you mean 'untrusted'\?"),
     ({"model.label_gradient": 2.0}, r"model.label_gradient must be a finite number in \[0, 1\] or None"),
     ({"model.beta0": -1.0}, r"model.beta0 must be a finite number of at least 0 or None, got -1.0; a beta weighs "
                             r"a term of the objective; 0 turns it off"),
@@ -187,7 +189,8 @@ def test_good_values_pass():
     config_checks.check_config(_config(**{"model.forget_rate": "auto", "model.vae_depth": 2, "noise.rate": 0.0}))
     config_checks.check_config(_config(**{"model.objective": "paper", "model.reconstruction_error": "mse",
                                    "model.reconstruction_pixels": "sum", "model.detach_reconstruction": True,
-                                   "model.label_gradient": 0.0, "model.selection": "per_class"}))
+                                   "model.label_gradient": 0.0, "model.selection": "per_class",
+                                   "model.pull": "untrusted"}))
 
 
 # 8: batch sizes -------------------------------------------------------------------------

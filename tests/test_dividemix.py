@@ -292,3 +292,9 @@ def test_a_config_reaches_instancegms_causalnl_keywords():
     assert model.warmup_elbo is True  # the default when the config leaves it None
     config.model.warmup_elbo = False
     assert training.build_model(config, (4,), 2).warmup_elbo is False
+
+
+def test_instancegm_refuses_a_pull_it_would_not_use():
+    with pytest.raises(ValueError, match=r"InstanceGM pulls q\(Y\|X\) on every example \(pull=\"all\"\), got "
+                                         r"pull='untrusted': DivideMix's split"):
+        InstanceGM(networks.build_small_cnn(SHAPE, CLASSES), z_dim=2, pull="untrusted")

@@ -11,14 +11,12 @@ Each command runs as a subprocess with a tiny budget appended to it
 (`TINY`: one epoch of 128 images, one seed and one noise rate of a grid,
 one trial; later flags override earlier ones), unless:
   - it cannot run here: `NOT_RUN` names it and says why; or
-  - an earlier command of the same kind ran: the same script on the same
-    config file (its variant and overrides aside), or, for scripts without
-    a config, with the same flags. Running every one would take most of an
-    hour; instead its flags are checked against the script's own, and its
-    config, with its variant and every override, is parsed by the script's
-    own flag and checked as `training` checks it before any work. Its work
-    directory stands for the run of its kind: later commands that read it
-    read that run's.
+  - an earlier command of the same script ran (`kind`). Running all 70
+    would take most of an hour; instead its flags are checked against the
+    script's own, and its config, with its variant and every override, is
+    parsed by the script's own flag and checked as `training` checks it
+    before any work (`check_without_running`). Its work directory stands
+    for the run of its kind: later commands that read it read that run's.
 What each run must write is `WRITES`, from the documents' own words.
 """
 
@@ -28,6 +26,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -59,11 +58,14 @@ TINY_TRAINING = ("--config.train.epochs=1", "--config.data.train_size=128", "--c
                  "--config.estimate.epochs=1", "--config.train.verbose=0")
 TINY = {
     "train": TINY_TRAINING,
-    "grid": TINY_TRAINING + ("--config.grid.seeds=(0,)",),
+    # The two methods the README's paired command compares, one seed (and one rate, below).
+    "grid": TINY_TRAINING + ("--config.grid.seeds=(0,)", "--config.grid.methods=('coteaching','causalnl')",
+                             "--config.grid.auto_methods=()"),
     "tune": TINY_TRAINING + ("--max_trials=1",),
     "moons": ("--config.train.epochs=1", "--config.moons.seeds=(0,)", "--config.moons.train_size=64",
               "--config.moons.test_size=64"),
-    "benchmark": ("--steps=2", "--repeats=1"),
+    # The small CNN alone: a ResNet-18 contender takes minutes to build and trace.
+    "benchmark": ("--steps=2", "--repeats=1", "--classifiers=small_cnn"),
 }
 
 #: What a run writes (from the documents): paths under a flag's value, or text it prints.
@@ -106,12 +108,12 @@ def _config_argument(command):
 
 
 def kind(command: doc_commands.Command) -> tuple:
-    """Commands of one kind exercise the same code: one of them runs."""
-    config = _config_argument(command)
-    if config is not None:
-        return command.script, config.split(":")[0], bool(command.flag("report_only"))
-    names = sorted(set(command.flag_names()) - set(_OUTPUTS) - {"config"})
-    return command.script, tuple(names)
+    """Commands of one kind exercise the same code: the first of each runs.
+
+    A kind is a script (a grid's `--report_only` is a kind of its own): the
+    configs' own training is `test_configs.py`'s, one step of each.
+    """
+    return command.script, bool(command.flag("report_only"))
 
 
 def parse_config(command: doc_commands.Command, cwd: pathlib.Path):
@@ -156,6 +158,7 @@ class Outcome:
     output: str = ""
     argv: tuple = ()
     error: str = ""
+    seconds: float = 0.0
 
 
 def _rewrite(args, aliases):
@@ -227,14 +230,18 @@ def outcomes(tmp_path_factory):
             continue
         seen[key] = command
         args = _drop(_rewrite(command.args, aliases), _DROPPED)
-        args += TINY.get(command.script, ())
-        if command.script == "grid" and not command.flag("report_only"):
+        if command.script not in ("train", "grid", "tune") or _config_argument(command):  # not --report_only
+            args += TINY.get(command.script, ())
+        if command.script == "grid" and _config_argument(command):
             args.append(f"--config.grid.noise_rates=({_grid_rate(command, cwd)},)")
         argv = (sys.executable, f"scripts/{command.script}.py", *args)
         env = dict(var.split("=", 1) for var in command.env)
+        start = time.perf_counter()
         process = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=900,
                                  env={**_environ(), **env})
-        results[command.name] = Outcome(True, process.returncode, process.stdout + process.stderr, argv)
+        results[command.name] = Outcome(True, process.returncode, process.stdout + process.stderr, argv,
+                                        seconds=time.perf_counter() - start)
+    print("\n".join(f"{name}: {o.seconds:.1f} s" for name, o in results.items() if o.ran))  # with -s
     return cwd, results
 
 
@@ -276,4 +283,4 @@ def test_a_documented_command_runs(command, outcomes):
         rows = (cwd / command.flag("output")).read_text().splitlines()
         assert len(rows) == 1 + INPUT_IMAGES, rows[:3]
     if command.script == "paired":
-        assert "±" in outcome.output or "seed" in outcome.output, outcome.output[-2000:]
+        assert "| A − B |" in outcome.output, outcome.output[-2000:]

@@ -62,9 +62,10 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
         gradient of y (`PULLS`): "all" (Algorithm 1: every example, through
         q(Z|X,Y), p(X|Y,Z) and p(Y~|Y,X)), or "untrusted" (only the examples
         co-teaching leaves out, those whose noisy label the peer classifier
-        does not trust; the others train q(Y|X) through their label alone).
-        Either way the generative networks themselves learn from every
-        example. See docs/OBJECTIVE.md.
+        does not trust; the others train q(Y|X) through their label alone),
+        or "none" (an ablation: q(Y|X) learns by co-teaching alone, beside a
+        VAE that reads its samples). Either way the generative networks
+        themselves learn from every example. See docs/OBJECTIVE.md.
       forget_rate: co-teaching's final forget rate, typically the noise rate,
         or "auto": `fit` first estimates the noise rate from its data with
         anchor points (`tf_causalnl.transition`; no clean labels) and uses it.
@@ -130,7 +131,8 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
         self.weighting = losses.weighting(objective, **self.weighting_overrides)
         if pull not in PULLS:
             raise ValueError(f"pull must be one of {', '.join(map(repr, PULLS))}, got {pull!r}: \"all\" is "
-                             "Algorithm 1's, \"untrusted\" pulls q(Y|X) only where co-teaching drops the label.")
+                             "Algorithm 1's, \"untrusted\" pulls q(Y|X) only where co-teaching drops the label, "
+                             "\"none\" nowhere.")
         self.pull = pull
         given = (beta0, beta1, beta2, beta3)
         self.betas = tuple(float(own if b is None else b) for b, own in zip(given, self.weighting.betas))
@@ -197,10 +199,14 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
         if self.pull == "all":
             return self.branch(0, x, seeds[:2], training), self.branch(1, x, seeds[2:], training)
         logits = [float32(classifier, x, training) for classifier in self.classifiers]
-        _, _, mask1, mask2 = selections.coteaching(logits[0], logits[1], labels, self.forget_rate_variable,
-                                                   self.selection)
-        return (self.branch(0, x, seeds[:2], training, logits[0], 1.0 - mask2),
-                self.branch(1, x, seeds[2:], training, logits[1], 1.0 - mask1))
+        if self.pull == "none":
+            pulls = (tf.zeros_like(logits[0][:, 0]),) * 2
+        else:
+            _, _, mask1, mask2 = selections.coteaching(logits[0], logits[1], labels, self.forget_rate_variable,
+                                                       self.selection)
+            pulls = (1.0 - mask2, 1.0 - mask1)
+        return (self.branch(0, x, seeds[:2], training, logits[0], pulls[0]),
+                self.branch(1, x, seeds[2:], training, logits[1], pulls[1]))
 
     def train_step(self, data):
         x, labels, clean = unpack_batch(data)
@@ -256,7 +262,7 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
 
 
 #: The values of CausalNL's `pull`: on which examples the generative half trains q(Y|X).
-PULLS = ("all", "untrusted")
+PULLS = ("all", "untrusted", "none")
 
 
 def _scale_gradient(tensor: tf.Tensor, scale) -> tf.Tensor:
