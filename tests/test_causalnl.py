@@ -329,6 +329,19 @@ def test_the_untrusted_pull_follows_the_peer_selection():
     assert pulls[0].numpy().sum() == 4.0  # half of the batch left out
 
 
+@pytest.mark.parametrize("pull, share", [("noise", 0.3), ("none", 0.0)])
+def test_the_noise_pull_is_the_forget_rate_in_force(pull, share):
+    model = _model(forget_rate=0.3, ramp_epochs=0, pull=pull)
+    model.forget_rate_variable.assign(0.3)
+    x, y = _data(8)
+    pulls = []
+    original = model.branch
+    model.branch = lambda index, *args, **kwargs: pulls.append(args[4]) or original(index, *args, **kwargs)
+    model.branches(tf.constant(x, tf.float32) / 255.0, tf.constant(y), model._step_seeds(tf.constant(0)), True)
+    for given in pulls:
+        np.testing.assert_allclose(given.numpy(), np.full(8, share), rtol=1e-6)
+
+
 def test_pull_trains_saves_and_is_checked():
     x, y = _data()
     model = _model(forget_rate=0.25, ramp_epochs=1, pull="untrusted")
@@ -336,5 +349,5 @@ def test_pull_trains_saves_and_is_checked():
     assert np.isfinite(history.history["loss"][0])
     assert model.get_config()["pull"] == "untrusted"
     assert CausalNL.from_config(model.get_config()).pull == "untrusted"
-    with pytest.raises(ValueError, match=r"pull must be one of 'all', 'untrusted', 'none', got 'some'"):
+    with pytest.raises(ValueError, match=r"pull must be one of 'all', 'untrusted', 'noise', 'none', got 'some'"):
         _model(pull="some")

@@ -171,7 +171,7 @@ def test_vectors_for_a_convolutional_classifier_are_refused_before_the_work_dire
     ({"model.reconstruction_pixels": "average"}, r"Unknown pixel reduction 'average'; choose one of "
                                                  r"\['mean', 'sum'\]"),
     ({"model.selection": "balanced"}, r"Unknown selection 'balanced'; choose one of \['global', 'per_class'\]"),
-    ({"model.pull": "trusted"}, r"Unknown generative pull 'trusted'; choose one of \['all', 'none', 'untrusted'\] for "
+    ({"model.pull": "trusted"}, r"Unknown generative pull 'trusted'; choose one of \['all', 'noise', 'none', 'untrusted'\] for "
                                 r"config.model.pull. Did you mean 'untrusted'\?"),
     ({"model.label_gradient": 2.0}, r"model.label_gradient must be a finite number in \[0, 1\] or None"),
     ({"model.beta0": -1.0}, r"model.beta0 must be a finite number of at least 0 or None, got -1.0; a beta weighs "

@@ -76,7 +76,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.label_gradient = config_dict.placeholder(float)  # in [0, 1]
     # CausalNL: on which examples the generative half trains q(Y|X) through y
     # (models.causalnl.PULLS): None = "all" (Algorithm 1), "untrusted" (only
-    # the examples co-teaching leaves out) or "none" (an ablation). docs/OBJECTIVE.md.
+    # the examples co-teaching leaves out), "noise" (every example, in proportion
+    # to the forget rate) or "none" (an ablation). docs/OBJECTIVE.md.
     config.model.pull = config_dict.placeholder(str)
     # Co-teaching's final forget rate (CausalNL, Co-teaching, MentorNet): a
     # number, or "auto" to use the noise rate estimated from the noisy labels.

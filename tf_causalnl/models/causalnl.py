@@ -63,8 +63,10 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
         q(Z|X,Y), p(X|Y,Z) and p(Y~|Y,X)), or "untrusted" (only the examples
         co-teaching leaves out, those whose noisy label the peer classifier
         does not trust; the others train q(Y|X) through their label alone),
-        or "none" (an ablation: q(Y|X) learns by co-teaching alone, beside a
-        VAE that reads its samples). Either way the generative networks
+        "noise" (every example, with the share of the gradient equal to the
+        forget rate in force, the estimated share of wrong labels: none on
+        clean labels, more as the noise grows), or "none" (an ablation: q(Y|X)
+        learns by co-teaching alone, beside a VAE that reads its samples). Either way the generative networks
         themselves learn from every example. See docs/OBJECTIVE.md.
       forget_rate: co-teaching's final forget rate, typically the noise rate,
         or "auto": `fit` first estimates the noise rate from its data with
@@ -132,7 +134,7 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
         if pull not in PULLS:
             raise ValueError(f"pull must be one of {', '.join(map(repr, PULLS))}, got {pull!r}: \"all\" is "
                              "Algorithm 1's, \"untrusted\" pulls q(Y|X) only where co-teaching drops the label, "
-                             "\"none\" nowhere.")
+                             "\"noise\" in proportion to the forget rate, \"none\" nowhere.")
         self.pull = pull
         given = (beta0, beta1, beta2, beta3)
         self.betas = tuple(float(own if b is None else b) for b, own in zip(given, self.weighting.betas))
@@ -199,8 +201,9 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
         if self.pull == "all":
             return self.branch(0, x, seeds[:2], training), self.branch(1, x, seeds[2:], training)
         logits = [float32(classifier, x, training) for classifier in self.classifiers]
-        if self.pull == "none":
-            pulls = (tf.zeros_like(logits[0][:, 0]),) * 2
+        if self.pull in ("none", "noise"):
+            share = 0.0 if self.pull == "none" else tf.cast(self.forget_rate_variable, tf.float32)
+            pulls = (tf.zeros_like(logits[0][:, 0]) + share,) * 2
         else:
             _, _, mask1, mask2 = selections.coteaching(logits[0], logits[1], labels, self.forget_rate_variable,
                                                        self.selection)
@@ -262,7 +265,7 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
 
 
 #: The values of CausalNL's `pull`: on which examples the generative half trains q(Y|X).
-PULLS = ("all", "untrusted", "none")
+PULLS = ("all", "untrusted", "noise", "none")
 
 
 def _scale_gradient(tensor: tf.Tensor, scale) -> tf.Tensor:
