@@ -77,7 +77,7 @@ def _takes_argument(path):
 ABLATION_FILES = [ROOT / "configs" / "fmnist_ablation_cpu.py"]
 #: Grids of a few methods and rates on a longer protocol (tested below), not the paper's Table 1.
 FOCUSED_FILES = [ROOT / "configs" / "fmnist_long_cpu.py", ROOT / "configs" / "fmnist_dividemix_cpu.py",
-                 ROOT / "configs" / "fmnist_dividemix_long_cpu.py"]
+                 ROOT / "configs" / "fmnist_dividemix_long_cpu.py", ROOT / "configs" / "fmnist_pull_cpu.py"]
 VARIANT_FILES = [p for p in CONFIG_FILES if _takes_argument(p) and p not in ABLATION_FILES]
 GRID_CONFIGS = [(p, None) for p in CONFIG_FILES
                 if "grid" in load_config(p) and p not in ABLATION_FILES + FOCUSED_FILES] + [
@@ -228,6 +228,15 @@ def test_the_long_dividemix_run_is_the_long_protocol_with_a_longer_warm_up():
     assert (grid_section.methods, grid_section.noise_rates, grid_section.seeds) == (
         ("coteaching", "dividemix", "instancegm"), (0.5,), (0, 1, 2))
     assert len(grid_cells.cells(load_config(FOCUSED_FILES[2]))) == 3 * 3
+
+
+def test_the_pull_comparison_is_the_cpu_protocol_on_clean_and_two_idn_rates():
+    config = load_config(FOCUSED_FILES[3])
+    grid_section = config.grid
+    del config.grid
+    assert config.to_dict() == cpu_protocol().to_dict()  # pull unset: each arm sets it on the command line
+    assert (grid_section.methods, grid_section.auto_methods, grid_section.noise_types, grid_section.noise_rates,
+            grid_section.seeds) == (("ce", "coteaching", "causalnl"), (), ("idn",), (0.0, 0.2, 0.45), (0, 1, 2))
 
 
 @pytest.mark.parametrize("path", ABLATION_FILES, ids=_name)

@@ -29,7 +29,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 from absl import flags
 from ml_collections import config_flags
 
@@ -159,6 +158,7 @@ class Outcome:
     argv: tuple = ()
     error: str = ""
     seconds: float = 0.0
+    ran_as: doc_commands.Command | None = None  # with the paths it read and wrote in place of the documented ones
 
 
 def _rewrite(args, aliases):
@@ -204,10 +204,9 @@ def _make_inputs(cwd: pathlib.Path) -> None:
         (cwd / "photos" / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
 
 
-@pytest.fixture(scope="module")
-def outcomes(tmp_path_factory):
-    """Runs (or checks) every documented command in order; {command name: Outcome}."""
-    cwd = tmp_path_factory.mktemp("reader")
+def _run_all(cwd: pathlib.Path):
+    """Runs (or checks) every documented command in order, in `cwd`: (cwd, {command name: Outcome})."""
+    cwd.mkdir()
     for name in ("scripts", "configs"):
         (cwd / name).symlink_to(ROOT / name)
     _make_inputs(cwd)
@@ -240,7 +239,8 @@ def outcomes(tmp_path_factory):
         process = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=900,
                                  env={**_environ(), **env})
         results[command.name] = Outcome(True, process.returncode, process.stdout + process.stderr, argv,
-                                        seconds=time.perf_counter() - start)
+                                        seconds=time.perf_counter() - start,
+                                        ran_as=dataclasses.replace(command, args=tuple(args)))
     print("\n".join(f"{name}: {o.seconds:.1f} s" for name, o in results.items() if o.ran))  # with -s
     return cwd, results
 
@@ -262,25 +262,32 @@ def test_the_reasons_for_not_running_are_each_used():
         assert any(c.script == script and piece in " ".join((*c.env, *c.args)) for c in COMMANDS), (script, piece)
 
 
-@pytest.mark.xdist_group("doc_commands")
-@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c.name)
-def test_a_documented_command_runs(command, outcomes):
-    reason = not_run_reason(command)
-    if reason:
-        pytest.skip(f"needs {reason}")
-    cwd, results = outcomes
-    outcome = results[command.name]
-    if not outcome.ran:  # checked without running, in the fixture
-        assert not outcome.error, f"{command.name}: {outcome.error}"
-        return
-    assert outcome.returncode == 0, f"{' '.join(outcome.argv)}\n{outcome.output[-4000:]}"
+def test_every_documented_command_runs_or_is_checked(tmp_path):
+    """One test, so that one process runs the commands in reading order (they read each
+    other's outputs); every failing command is listed."""
+    cwd, results = _run_all(tmp_path / "reader")
+    failures = [problem for command in COMMANDS if not not_run_reason(command)
+                for problem in _problems(command, results[command.name], cwd)]
+    assert not failures, "\n\n".join(failures)
+
+
+def _problems(command: doc_commands.Command, outcome: Outcome, cwd: pathlib.Path) -> list:
+    """What is wrong with one command's run or check, as messages (none: it is fine)."""
+    if not outcome.ran:  # checked without running
+        return [f"{command.name}: {outcome.error}"] if outcome.error else []
+    if outcome.returncode != 0:
+        return [f"{command.name} exited {outcome.returncode}: {' '.join(outcome.argv)}\n{outcome.output[-3000:]}"]
+    problems = []
     if command.script in WRITES:
         flag, paths = WRITES[command.script]
-        folder = cwd / command.flag(flag)
+        folder = cwd / outcome.ran_as.flag(flag)
         missing = [p for p in paths if not (folder / p).exists()]
-        assert not missing, f"{command.name} did not write {missing} in {folder}"
+        if missing:
+            problems.append(f"{command.name} did not write {missing} in {folder}")
     if command.script == "predict":
-        rows = (cwd / command.flag("output")).read_text().splitlines()
-        assert len(rows) == 1 + INPUT_IMAGES, rows[:3]
-    if command.script == "paired":
-        assert "| A − B |" in outcome.output, outcome.output[-2000:]
+        rows = (cwd / outcome.ran_as.flag("output")).read_text().splitlines()
+        if len(rows) != 1 + INPUT_IMAGES:
+            problems.append(f"{command.name} wrote {len(rows)} lines for {INPUT_IMAGES} images: {rows[:3]}")
+    if command.script == "paired" and "| A − B |" not in outcome.output:
+        problems.append(f"{command.name} printed no paired table: {outcome.output[-2000:]}")
+    return problems
