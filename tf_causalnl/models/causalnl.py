@@ -58,16 +58,15 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
         ("l1" or "mse"; "sum" or "mean"; whether p(Y~|Y,X) reads
         stop_gradient(x1); the share in [0, 1] of the generative networks'
         gradient that reaches q(Y|X) through y); None keeps the objective's.
-      pull: which examples the generative half trains q(Y|X) on, through the
-        gradient of y (`PULLS`): "all" (Algorithm 1: every example, through
-        q(Z|X,Y), p(X|Y,Z) and p(Y~|Y,X)), or "untrusted" (only the examples
-        co-teaching leaves out, those whose noisy label the peer classifier
-        does not trust; the others train q(Y|X) through their label alone),
-        "noise" (every example, with the share of the gradient equal to the
-        forget rate in force, the estimated share of wrong labels: none on
-        clean labels, more as the noise grows), or "none" (an ablation: q(Y|X)
-        learns by co-teaching alone, beside a VAE that reads its samples). Either way the generative networks
-        themselves learn from every example. See docs/OBJECTIVE.md.
+      pull: how much of the generative half's gradient through y reaches
+        q(Y|X), per example, on every path (q(Z|X,Y), p(X|Y,Z), p(Y~|Y,X)),
+        one of `PULLS`: "all" (Algorithm 1: all of it, on every example),
+        "noise" (every example, times the forget rate in force, the share of
+        labels believed wrong: none on clean labels, more as the noise grows),
+        "untrusted" (all of it, only on the examples the peer classifier does
+        not select for co-teaching) or "none" (an ablation: q(Y|X) learns by
+        co-teaching alone). The generative networks themselves learn from
+        every example under each. See docs/OBJECTIVE.md.
       forget_rate: co-teaching's final forget rate, typically the noise rate,
         or "auto": `fit` first estimates the noise rate from its data with
         anchor points (`tf_causalnl.transition`; no clean labels) and uses it.
@@ -171,7 +170,7 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
         `seeds` holds two stateless seeds: for the Gumbel-softmax sample of Y
         and for the reparameterised sample of Z. `logits`, when given, are
         q(Y|X)'s, already computed. `pull`, when given, is each example's
-        share (0 or 1) of the generative networks' gradient that reaches
+        share in [0, 1] of the generative networks' gradient that reaches
         q(Y|X) through y, on every path; without it, the objective's
         `label_gradient` on the VAE's path and all of it through p(Y~|Y,X).
         """
@@ -195,8 +194,9 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
     def branches(self, x: tf.Tensor, labels: tf.Tensor, seeds: tf.Tensor, training: bool) -> tuple:
         """Both branches of a training step, with the generative pull of `self.pull`.
 
-        For "untrusted", branch k's q(Y|X) is pulled on the examples its peer
-        did not select: those it is not trained on by their noisy label.
+        For "noise" every example's share is the forget rate in force; for
+        "untrusted", branch k's q(Y|X) is pulled on the examples its peer did
+        not select (those it is not trained on by their noisy label).
         """
         if self.pull == "all":
             return self.branch(0, x, seeds[:2], training), self.branch(1, x, seeds[2:], training)
