@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_causalnl import CausalNL, networks
+from tf_causalnl import CausalNL, networks, training
+from tf_causalnl.config import base_config
 from tf_causalnl.models import losses, selection
 from tf_causalnl.models.callbacks import ForgetRateSchedule, forget_rate_at
 
@@ -351,3 +352,11 @@ def test_pull_trains_saves_and_is_checked():
     assert CausalNL.from_config(model.get_config()).pull == "untrusted"
     with pytest.raises(ValueError, match=r"pull must be one of 'all', 'untrusted', 'noise', 'none', got 'some'"):
         _model(pull="some")
+
+
+def test_the_config_reaches_pull_and_unset_keeps_the_constructors_default():
+    config = base_config()
+    config.model.classifier, config.model.z_dim, config.model.vae_depth, config.model.vae_width = "small_cnn", 2, 1, 4
+    assert training.build_model(config, SHAPE, CLASSES).pull == "all"
+    config.model.pull = "noise"
+    assert training.build_model(config, SHAPE, CLASSES).pull == "noise"

@@ -68,7 +68,7 @@ TINY = {
     "benchmark": ("--steps=2", "--repeats=1", "--classifiers=small_cnn"),
 }
 
-#: What a run writes (from the documents): paths under a flag's value, or text it prints.
+#: What a run writes (from the documents): (the flag that names the folder, paths under it).
 WRITES = {
     "train": ("workdir", ["config.json", "noise.json", "noisy_labels.npy", "metrics.csv", "model.keras",
                           "results.json", "pictures/training_curves.png"]),
@@ -238,16 +238,12 @@ def _run_all(cwd: pathlib.Path):
         env = dict(var.split("=", 1) for var in command.env)
         start = time.perf_counter()
         process = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=900,
-                                 env={**_environ(), **env})
+                                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env})
         results[command.name] = Outcome(True, process.returncode, process.stdout + process.stderr, argv,
                                         seconds=time.perf_counter() - start,
                                         ran_as=dataclasses.replace(command, args=tuple(args)))
     print("\n".join(f"{name}: {o.seconds:.1f} s" for name, o in results.items() if o.ran))  # with -s
     return cwd, results
-
-
-def _environ():
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 def test_the_documents_show_commands_and_every_script_is_reached():

@@ -11,12 +11,12 @@ import keras
 import tensorflow as tf
 
 from tf_causalnl import networks, validation
-from tf_causalnl.models import distributions, losses, selection as selections
+from tf_causalnl.models import distributions, losses
 from tf_causalnl.models.forget_rate import ForgetRateMixin
 from tf_causalnl.models.two_networks import TwoNetworks
 from tf_causalnl.models.wrapper import float32, unpack_batch
 from tf_causalnl.models.objective import causalnl_objective
-from tf_causalnl.models.selection import DEFAULT_SELECTION
+from tf_causalnl.models.selection import DEFAULT_SELECTION, coteaching
 
 
 @keras.saving.register_keras_serializable(package="tf_causalnl")
@@ -205,8 +205,7 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
             share = 0.0 if self.pull == "none" else tf.cast(self.forget_rate_variable, tf.float32)
             pulls = (tf.zeros_like(logits[0][:, 0]) + share,) * 2
         else:
-            _, _, mask1, mask2 = selections.coteaching(logits[0], logits[1], labels, self.forget_rate_variable,
-                                                       self.selection)
+            _, _, mask1, mask2 = coteaching(logits[0], logits[1], labels, self.forget_rate_variable, self.selection)
             pulls = (1.0 - mask2, 1.0 - mask1)
         return (self.branch(0, x, seeds[:2], training, logits[0], pulls[0]),
                 self.branch(1, x, seeds[2:], training, logits[1], pulls[1]))

@@ -120,12 +120,12 @@ def _model_kwargs(config, parameters, estimate) -> dict:
         "reconstruction_pixels": m.get("reconstruction_pixels"),
         "detach_reconstruction": m.get("detach_reconstruction"),
         "label_gradient": m.get("label_gradient"),
-        "pull": m.get("pull") or "all",
         "forget_rate": forget_rate, "ramp_epochs": m.ramp_epochs,
         "selection": m.get("selection") or selection.DEFAULT_SELECTION, "temperature": m.temperature,
         "alpha": m.mixup_alpha, "vae_depth": m.vae_depth, "vae_width": m.vae_width,
         "seed": config.seed,
         **{key: m.get(key) for key in _DIVISION_KEYS if m.get(key) is not None},
+        **({"pull": m.pull} if m.get("pull") is not None else {}),  # None: the constructor's default
     }
     if "transition" in parameters:
         if estimate is None:
