@@ -28,6 +28,7 @@ from tf_causalnl.config import apply_variant, base_config
 
 def get_config(variant=None):
     config = base_config()
+    config.model.pull = "all"  # Algorithm 1's pull, as the paper trains (docs/OBJECTIVE.md)
     config.data.name = "cifar100"
     config.model.classifier = "resnet50"
     config.model.resnet_stem = "imagenet"

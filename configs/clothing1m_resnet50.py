@@ -35,6 +35,7 @@ from tf_causalnl.config import base_config
 
 def get_config():
     config = base_config()
+    config.model.pull = "all"  # Algorithm 1's pull, as the paper trains (docs/OBJECTIVE.md)
     config.data.name = "clothing1m"
     config.data.image_size = 224
     config.data.resize = 256

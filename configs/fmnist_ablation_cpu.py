@@ -82,6 +82,7 @@ def get_config(argument: str | None = None):
     if variant not in VARIANTS:
         raise ValueError(f"Unknown ablation variant {variant!r}; choose one of {sorted(VARIANTS)}.")
     config = cpu_protocol()
+    config.model.pull = "all"  # Algorithm 1's pull, with which this file's results were measured (docs/OBJECTIVE.md)
     for key, value in VARIANTS[variant].items():
         section, name = key.split(".")
         config[section][name] = value

@@ -18,6 +18,7 @@ from tf_causalnl.config import base_config, table_1_grid
 
 def get_config():
     config = base_config()
+    config.model.pull = "all"  # Algorithm 1's pull, as the paper trains (docs/OBJECTIVE.md)
     config.model.classifier = "resnet18"
     config.model.resnet_stem = "imagenet"
     config.train.verbose = 2

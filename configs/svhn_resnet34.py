@@ -27,6 +27,7 @@ from tf_causalnl.config import apply_variant, base_config
 
 def get_config(variant=None):
     config = base_config()
+    config.model.pull = "all"  # Algorithm 1's pull, as the paper trains (docs/OBJECTIVE.md)
     config.data.name = "svhn_cropped"
     config.model.classifier = "resnet34"
     config.model.resnet_stem = "imagenet"

@@ -1,5 +1,7 @@
 """The CausalNL model as a Keras user meets it: build, fit, predict, save, distribute."""
 
+import inspect
+
 import keras
 import numpy as np
 import pytest
@@ -22,6 +24,7 @@ def _data(n=32, seed=0):
 
 def _model(**kwargs):
     classifier = networks.build_small_cnn(SHAPE, CLASSES)
+    kwargs.setdefault("forget_rate", 0.2)  # a number: the tests here are not about the estimate
     model = CausalNL(classifier, z_dim=2, **kwargs)
     # SGD: the behaviour under test does not depend on the optimizer, and
     # Keras traces Adam's update about 15 s longer for these ~130 variables.
@@ -208,7 +211,7 @@ def test_step_noise_differs_between_steps_and_replays_for_a_step():
 
 def test_vector_inputs_get_mlp_networks():
     classifier = networks.build_mlp_classifier((2,), 2)
-    model = CausalNL(classifier, z_dim=1)
+    model = CausalNL(classifier, z_dim=1, forget_rate=0.2)
     model.compile(optimizer="sgd")
     x = np.random.default_rng(0).normal(size=(32, 2)).astype("float32")
     y = (x[:, 0] > 0).astype(int)
@@ -354,9 +357,24 @@ def test_pull_trains_saves_and_is_checked():
         _model(pull="some")
 
 
-def test_the_config_reaches_pull_and_unset_keeps_the_constructors_default():
+def test_the_defaults_are_for_labels_of_unknown_noise_and_the_config_has_the_same():
+    model = CausalNL(networks.build_small_cnn(SHAPE, CLASSES), z_dim=2)
+    assert (model.pull, model.forget_rate) == ("noise", "auto")
+    model.compile(optimizer="sgd")
+    x, y = _data(64)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)  # as the README's example: the noise estimated first
+    assert model.forget_rate == model.noise_estimate.noise_rate and 0.0 <= model.forget_rate < 1.0
     config = base_config()
+    assert config.model.pull == inspect.signature(CausalNL).parameters["pull"].default == "noise"
     config.model.classifier, config.model.z_dim, config.model.vae_depth, config.model.vae_width = "small_cnn", 2, 1, 4
-    assert training.build_model(config, SHAPE, CLASSES).pull == "all"
-    config.model.pull = "noise"
     assert training.build_model(config, SHAPE, CLASSES).pull == "noise"
+    config.model.pull = "all"
+    assert training.build_model(config, SHAPE, CLASSES).pull == "all"
+
+
+def test_a_model_saved_before_pull_existed_loads_with_algorithm_1s():
+    config = _model(pull="noise").get_config()
+    del config["pull"]
+    assert CausalNL.from_config(config).pull == "all"
+
+

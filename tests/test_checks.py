@@ -12,7 +12,7 @@ import pytest
 
 from tf_causalnl import data, networks, noise, training
 from tf_causalnl.config import base_config
-from tf_causalnl.experiments import grid
+from tf_causalnl.experiments import grid, grid_cells
 from tf_causalnl.training import checks, config_checks
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -173,6 +173,7 @@ def test_vectors_for_a_convolutional_classifier_are_refused_before_the_work_dire
     ({"model.selection": "balanced"}, r"Unknown selection 'balanced'; choose one of \['global', 'per_class'\]"),
     ({"model.pull": "trusted"}, r"Unknown generative pull 'trusted'; choose one of \['all', 'noise', 'none', 'untrusted'\] for "
                                 r"config.model.pull. Did you mean 'untrusted'\?"),
+    ({"model.pull": None}, r"Unknown generative pull None; choose one of \['all', 'noise', 'none', 'untrusted'\]"),
     ({"model.label_gradient": 2.0}, r"model.label_gradient must be a finite number in \[0, 1\] or None"),
     ({"model.beta0": -1.0}, r"model.beta0 must be a finite number of at least 0 or None, got -1.0; a beta weighs "
                             r"a term of the objective; 0 turns it off"),
@@ -321,8 +322,8 @@ def test_every_shipped_config_passes(path):
     config_checks.check_config(module.get_config())
 
 
-def _grid_config(methods, noise_types=("idn",), rates=(0.2,)):
-    config = _config()
+def _grid_config(methods, noise_types=("idn",), rates=(0.2,), pull="noise"):
+    config = _config(**{"model.pull": pull})
     config.grid = ml_collections.ConfigDict(
         {"methods": methods, "noise_types": noise_types, "noise_rates": rates, "seeds": (0,)})
     return config
@@ -391,6 +392,40 @@ def test_keys_added_later_as_none_keep_old_work_directories_valid(tmp_path):
     checks.check_workdir(_config(), str(workdir))
     with pytest.raises(ValueError, match=r"model.vae_depth: None in config.json, 2 now"):
         checks.check_workdir(_config(**{"model.vae_depth": 2}), str(workdir))
+
+
+def _stored_before_pull(tmp_path, config):
+    stored = config.to_dict()
+    del stored["model"]["pull"]  # stored before the key existed, when CausalNL pulled on every example
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "config.json").write_text(json.dumps(stored))
+    return str(workdir)
+
+
+def test_a_causalnl_run_stored_before_the_pull_default_changed_resumes_only_as_it_trained(tmp_path):
+    workdir = _stored_before_pull(tmp_path, _config())
+    assert checks.read_stored_config(workdir + "/config.json")["model"]["pull"] == "all"
+    with pytest.raises(ValueError, match=r"model.pull: 'all' in config.json, 'noise' now"):
+        checks.check_workdir(_config(), workdir)
+    checks.check_workdir(_config(**{"model.pull": "all"}), workdir)
+
+
+def test_a_run_of_another_method_stored_before_pull_existed_resumes_with_the_default(tmp_path):
+    workdir = _stored_before_pull(tmp_path, _config(**{"model.method": "ce"}))
+    checks.check_workdir(_config(**{"model.method": "ce"}), workdir)  # CE ignores the pull
+
+
+def test_a_grid_stored_before_the_pull_default_changed_resumes_only_as_it_trained(tmp_path):
+    stored = _grid_config(("ce", "causalnl")).to_dict()
+    stored["model"]["pull"] = None  # unset, as grids stored it while None meant "all"
+    (tmp_path / "grid_config.json").write_text(json.dumps(stored))
+    with pytest.raises(ValueError, match=r"holds a grid with a different training config \(model.pull\)"):
+        grid_cells.check_compatible(_grid_config(("ce", "causalnl")), str(tmp_path))
+    grid_cells.check_compatible(_grid_config(("ce", "causalnl"), pull="all"), str(tmp_path))
+    stored["grid"]["methods"] = ["ce", "coteaching"]  # no CausalNL cell: the key changes nothing
+    (tmp_path / "grid_config.json").write_text(json.dumps(stored))
+    grid_cells.check_compatible(_grid_config(("ce", "coteaching")), str(tmp_path))
 
 
 def test_an_unreadable_work_directory_is_refused(tmp_path):

@@ -77,11 +77,19 @@ def _takes_argument(path):
 ABLATION_FILES = [ROOT / "configs" / "fmnist_ablation_cpu.py"]
 #: Grids of a few methods and rates on a longer protocol (tested below), not the paper's Table 1.
 FOCUSED_FILES = [ROOT / "configs" / "fmnist_long_cpu.py", ROOT / "configs" / "fmnist_dividemix_cpu.py",
-                 ROOT / "configs" / "fmnist_dividemix_long_cpu.py", ROOT / "configs" / "fmnist_pull_cpu.py"]
+                 ROOT / "configs" / "fmnist_dividemix_long_cpu.py", ROOT / "configs" / "fmnist_pull_cpu.py",
+                 ROOT / "configs" / "fmnist_spectrum_cpu.py"]
 VARIANT_FILES = [p for p in CONFIG_FILES if _takes_argument(p) and p not in ABLATION_FILES]
 GRID_CONFIGS = [(p, None) for p in CONFIG_FILES
                 if "grid" in load_config(p) and p not in ABLATION_FILES + FOCUSED_FILES] + [
     (p, GRID) for p in VARIANT_FILES]
+
+
+def measured_protocol():
+    """The CPU protocol as the configs of committed results pin it: Algorithm 1's pull."""
+    config = cpu_protocol()
+    config.model.pull = "all"
+    return config
 
 
 def _name(value):
@@ -191,7 +199,7 @@ def test_every_config_states_its_command(path):
 
 def test_the_long_protocol_is_the_cpu_protocol_trained_longer():
     config = load_config(FOCUSED_FILES[0])
-    protocol = cpu_protocol()
+    protocol = measured_protocol()
     assert (config.train.epochs, config.model.ramp_epochs) == (40, 10)
     config.train.epochs, config.model.ramp_epochs = protocol.train.epochs, protocol.model.ramp_epochs
     grid_section = config.grid
@@ -204,7 +212,7 @@ def test_the_long_protocol_is_the_cpu_protocol_trained_longer():
 
 def test_the_dividemix_grid_is_the_cpu_protocol_with_dividemix_shrunk_to_it():
     config = load_config(FOCUSED_FILES[1])
-    protocol = cpu_protocol()
+    protocol = measured_protocol()
     assert (config.model.warmup_epochs, config.model.rampup_epochs, config.model.lambda_u) == (2, 5, 25.0)
     grid_section = config.grid
     del config.grid
@@ -234,9 +242,29 @@ def test_the_pull_comparison_is_the_cpu_protocol_on_clean_and_two_idn_rates():
     config = load_config(FOCUSED_FILES[3])
     grid_section = config.grid
     del config.grid
-    assert config.to_dict() == cpu_protocol().to_dict()  # pull unset: each arm sets it on the command line
+    assert config.to_dict() == measured_protocol().to_dict()  # the other arms set the pull on the command line
     assert (grid_section.methods, grid_section.auto_methods, grid_section.noise_types, grid_section.noise_rates,
             grid_section.seeds) == (("ce", "coteaching", "causalnl"), (), ("idn",), (0.0, 0.2, 0.45), (0, 1, 2))
+
+
+def test_the_spectrum_is_the_cpu_protocol_with_the_library_defaults_over_every_kind_of_noise():
+    config = load_config(FOCUSED_FILES[4])
+    grid_section = config.grid
+    del config.grid
+    assert config.to_dict() == cpu_protocol().to_dict() and config.model.pull == "noise"  # the default
+    assert (grid_section.methods, grid_section.auto_methods, grid_section.seeds) == (
+        ("ce", "coteaching", "trevision", "causalnl"), ("causalnl",), (0, 1, 2))
+    assert grid_cells.noise_cases(load_config(FOCUSED_FILES[4])) == [
+        ("idn", 0.0), ("idn", 0.1), ("idn", 0.2), ("idn", 0.3), ("idn", 0.4), ("idn", 0.45), ("idn", 0.5),
+        ("symmetric", 0.2), ("symmetric", 0.4), ("pairflip", 0.2), ("pairflip", 0.45)]
+    assert len(grid_cells.cells(load_config(FOCUSED_FILES[4]))) == 5 * 11 * 3
+
+
+def test_every_config_of_committed_results_pins_the_pull_it_was_measured_with():
+    for path in CONFIG_FILES:
+        config = load_config(path)
+        if path.stem not in ("fmnist_spectrum_cpu", "cifar10_instancegm") and "model" in config:
+            assert config.model.pull == "all", path.name
 
 
 @pytest.mark.parametrize("path", ABLATION_FILES, ids=_name)

@@ -290,6 +290,7 @@ def test_a_config_reaches_instancegms_causalnl_keywords():
     assert (model.seed, model.z_dim, model.vae_width, model.forget_rate) == (3, 5, 8, 0.3)
     assert model.warmup_epochs == config.model.warmup_epochs == 1
     assert model.warmup_elbo is True  # the default when the config leaves it None
+    assert config.model.pull == "noise" and model.pull == "all"  # CausalNL's keyword, fixed by InstanceGM
     config.model.warmup_elbo = False
     assert training.build_model(config, (4,), 2).warmup_elbo is False
 

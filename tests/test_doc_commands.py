@@ -175,9 +175,12 @@ def _rewrite(args, aliases):
     return out
 
 
-def _grid_rate(command, cwd):
-    """The last noise rate of the grid the command trains (its own override, else its config's)."""
-    return parse_config(command, cwd).grid.noise_rates[-1]
+def _one_noise(command, cwd):
+    """The override that leaves the grid the command trains one noise: its last case, or its last rate."""
+    section = parse_config(command, cwd).grid
+    if section.get("cases"):
+        return f"--config.grid.cases=({section.cases[-1]!r},)"
+    return f"--config.grid.noise_rates=({section.noise_rates[-1]},)"
 
 
 def _drop(args, names):
@@ -233,7 +236,7 @@ def _run_all(cwd: pathlib.Path):
         if command.script not in ("train", "grid", "tune") or _config_argument(command):  # not --report_only
             args += TINY.get(command.script, ())
         if command.script == "grid" and _config_argument(command):
-            args.append(f"--config.grid.noise_rates=({_grid_rate(command, cwd)},)")
+            args.append(_one_noise(command, cwd))
         argv = (sys.executable, f"scripts/{command.script}.py", *args)
         env = dict(var.split("=", 1) for var in command.env)
         start = time.perf_counter()

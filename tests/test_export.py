@@ -52,7 +52,7 @@ def _start_outside_early(request):
 def run(tmp_path_factory):
     """(model, run directory, exported version directory) shared by the tests below."""
     root = tmp_path_factory.mktemp("run")
-    model = CausalNL(_classifier(), z_dim=2, vae_width=4)
+    model = CausalNL(_classifier(), z_dim=2, vae_width=4, forget_rate=0.2)
     workdir = root / "run"
     workdir.mkdir()
     model.save(workdir / "model.keras")

@@ -65,7 +65,7 @@ def test_reconstruction_quality_of_a_hand_made_example():
     x = np.zeros((4, 2, 2, 1), np.uint8)
     for i in range(4):
         x[i].flat[i] = 255  # each image lights a different pixel: per-pixel median 0
-    model = CausalNL(networks.build_small_cnn((2, 2, 1), 2), z_dim=1, vae_width=2)
+    model = CausalNL(networks.build_small_cnn((2, 2, 1), 2), z_dim=1, vae_width=2, forget_rate=0.2)
     quality = probes.reconstruction_quality(model, x)
     assert quality["median_image_l1"] == pytest.approx(0.25)
     assert 0.0 <= quality["reconstruction_l1"] <= 1.0

@@ -93,6 +93,54 @@ def test_malformed_grids_are_refused():
         grid_cells.cells(_grid_config(rates=(0.2, 0.2)))
 
 
+def _cases_config(cases=("idn-0", "idn-0.2", "symmetric-0.4", "pairflip-0.45")):
+    config = _grid_config(auto_methods=(), seeds=(0, 1))
+    del config.grid.noise_types, config.grid.noise_rates
+    config.grid.cases = cases
+    return config
+
+
+def test_a_list_of_cases_gives_exactly_those_noises_in_their_order():
+    config = _cases_config()
+    cells = grid_cells.cells(config)
+    assert len(cells) == 4 * 2 * 2  # cases x methods x seeds, not types x rates
+    assert grid_cells.noise_cases(config) == [("idn", 0.0), ("idn", 0.2), ("symmetric", 0.4), ("pairflip", 0.45)]
+    assert [c.workdir for c in cells[:8:2]] == [os.path.join("ce", name, "seed0") for name in config.grid.cases]
+    assert grid_cells.cell_config(config, cells[6]).noise.to_dict()["type"] == "pairflip"
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"cases": ("idn-0.2", "idn-0.20")}, r"names a noise twice"),
+    ({"cases": ("idn:0.2",)}, r"config.grid.cases has 'idn:0.2'; each case is \"type-rate\", e.g. \"idn-0.2\""),
+    ({"cases": ("sym-0.2",)}, r"Unknown noise type 'sym'; choose one of \['idn', 'pairflip', 'symmetric'\]"),
+    ({"cases": ("idn-45",)}, r"the rate of each of config.grid.cases must be in \[0, 1\), got 45"),
+    ({"noise_rates": (0.2,)}, r"sets both cases and noise_types/noise_rates; give one"),
+])
+def test_malformed_cases_are_refused(change, match):
+    config = _cases_config()
+    for key, value in change.items():
+        config.grid[key] = value
+    with pytest.raises(ValueError, match=match):
+        grid_cells.cells(config)
+
+
+def test_the_plot_of_cases_puts_clean_labels_first_in_every_panel(tmp_path):
+    config, workdir = _cases_config(), str(tmp_path / "grid")
+    grid.run(config, workdir, train_fn=_FakeTrain(), log=lambda line: None)
+    rows = grid_report.collect(config, workdir)
+    panels = grid_report.panels(config, rows)
+    assert list(panels) == ["idn", "symmetric", "pairflip"]
+    # _FakeTrain: 0.9 - rate / 2 + seed / 100, so seeds 0 and 1 average 90.5 - 50 rate (%);
+    # _KNOWN sets ce at rate 0.2 to 80 and 82, at 0.45 to 60 and 70.
+    for noise_type, rates, means in (("idn", [0.0, 0.2], [90.5, 81.0]), ("symmetric", [0.0, 0.4], [90.5, 70.5]),
+                                     ("pairflip", [0.0, 0.45], [90.5, 65.0])):
+        line = panels[noise_type]["ce", "oracle"]
+        assert [rate for rate, _, _ in line] == rates
+        np.testing.assert_allclose([mean for _, mean, _ in line], means)
+    table = grid_report.report(workdir)
+    assert table.splitlines()[0] == "| Method | IDN-0% | IDN-20% | SYMMETRIC-40% | PAIRFLIP-45% |"
+
+
 def test_cell_config_sets_the_cell_and_drops_the_grid():
     config = _grid_config()
     oracle, auto = grid_cells.cells(config)[10:12]  # seed 1, rate 0.45: causalnl, causalnl (auto)

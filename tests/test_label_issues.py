@@ -20,6 +20,7 @@ SHAPE, CLASSES = (8, 8, 1), 3
 
 def _causalnl(shape=SHAPE, classes=CLASSES, **kwargs):
     build = networks.build_small_cnn if len(shape) == 3 else networks.build_mlp_classifier
+    kwargs.setdefault("forget_rate", 0.2)  # a number: no estimate before each fit
     return CausalNL(build(shape, classes), z_dim=2, vae_width=4, **kwargs)
 
 

@@ -25,7 +25,7 @@ ALL_PICTURES = ("training_curves.png", "confusion_matrix.png", "transition.png")
 
 def _causalnl(shape=SHAPE):
     build = networks.build_small_cnn if len(shape) == 3 else networks.build_mlp_classifier
-    return CausalNL(build(shape, CLASSES), z_dim=2, vae_width=4)
+    return CausalNL(build(shape, CLASSES), z_dim=2, vae_width=4, forget_rate=0.2)
 
 
 def _images(n, seed=0):

@@ -130,7 +130,7 @@ def test_the_dtype_argument_builds_causalnls_networks_under_it_and_survives_savi
 
 
 def test_a_float32_model_saved_and_loaded_under_a_16_bit_global_policy_stays_float32(tmp_path):
-    model = CausalNL(_small_cnn(), z_dim=2, vae_depth=1, vae_width=4)
+    model = CausalNL(_small_cnn(), z_dim=2, vae_depth=1, vae_width=4, forget_rate=0.2)
     path = str(tmp_path / "model.keras")
     model.save(path)
     with networks.precision("mixed_bfloat16"):

@@ -33,3 +33,10 @@ def test_a_saved_model_loads_and_predicts_as_it_did(path):
     model = keras.saving.load_model(path)
     saved = np.load(path.with_suffix(".npz"))
     np.testing.assert_allclose(model.predict(saved["x"], verbose=0), saved["probabilities"], atol=1e-6)
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
+def test_a_causalnl_saved_before_its_defaults_changed_keeps_the_settings_it_trained_with(folder):
+    model = keras.saving.load_model(folder / "causalnl.keras")
+    assert model.pull == "all"  # saved before `pull` existed: Algorithm 1's
+    assert isinstance(model.forget_rate, float)  # as saved, not today's default "auto"

@@ -74,11 +74,14 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.reconstruction_pixels = config_dict.placeholder(str)  # "sum" or "mean"
     config.model.detach_reconstruction = config_dict.placeholder(bool)
     config.model.label_gradient = config_dict.placeholder(float)  # in [0, 1]
-    # CausalNL: on which examples the generative half trains q(Y|X) through y
-    # (models.causalnl.PULLS): None = "all" (Algorithm 1), "untrusted" (only
-    # the examples co-teaching leaves out), "noise" (every example, in proportion
-    # to the forget rate) or "none" (an ablation). docs/OBJECTIVE.md.
-    config.model.pull = config_dict.placeholder(str)
+    # CausalNL: on which examples the generative half trains q(Y|X)
+    # (models.causalnl.PULLS; docs/OBJECTIVE.md): "noise" (every example, in
+    # proportion to the forget rate: the constructor's default), "all"
+    # (Algorithm 1, and every run of this library before "noise" was the
+    # default: a stored config without it reads as "all"), "untrusted" (only
+    # the examples co-teaching leaves out) or "none" (an ablation). InstanceGM
+    # always pulls on all examples and is not given it.
+    config.model.pull = "noise"
     # Co-teaching's final forget rate (CausalNL, Co-teaching, MentorNet): a
     # number, or "auto" to use the noise rate estimated from the noisy labels.
     config.model.forget_rate = config_dict.FieldReference(0.45, field_type=object)
@@ -228,6 +231,7 @@ def moons_config() -> ml_collections.ConfigDict:
     config = base_config()
     config.model.classifier = "mlp"
     config.model.z_dim = 1
+    config.model.pull = "all"  # Algorithm 1's, with which docs/results/moons was measured
     config.model.forget_rate = 0.45
     config.model.ramp_epochs = 10
     config.model.selection = "per_class"

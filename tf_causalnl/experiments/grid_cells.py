@@ -1,7 +1,10 @@
 """The grid's cells: the runs a grid config asks for, each one's config and directory, and which finished.
 
 A grid work directory holds one run per (method, noise, seed) cell; a rerun
-with the same grid skips the finished ones.
+with the same grid skips the finished ones. The noise of the cells is either
+every pair of `grid.noise_types` and `grid.noise_rates`, or the list
+`grid.cases` of "type-rate" names such as "idn-0.2" or "pairflip-0.45" (a
+spectrum of noises that is not a product).
 """
 
 import copy
@@ -74,9 +77,34 @@ def cells(config: ml_collections.ConfigDict) -> list[Cell]:
     grid = _grid(config)
     return [Cell(method, mode, noise_type, rate, seed)
             for seed in grid["seeds"]
-            for noise_type in grid["noise_types"]
-            for rate in grid["noise_rates"]
+            for noise_type, rate in grid["cases"]
             for method, mode in labels(config)]
+
+
+def noise_cases(config: ml_collections.ConfigDict) -> list[tuple[str, float]]:
+    """The grid's (noise type, rate) pairs in its order: `grid.cases`, or the
+    product of `grid.noise_types` and `grid.noise_rates`."""
+    return list(_grid(config)["cases"])
+
+
+def parse_case(name: str) -> tuple[str, float]:
+    """("idn", 0.2) from "idn-0.2", the name of a case and of its cells' folder.
+
+    Raises:
+      ValueError: not "type-rate" with a known noise type and a rate in [0, 1).
+    """
+    noise_type, _, rate = str(name).rpartition("-")
+    try:
+        value = float(rate)
+    except ValueError:
+        value = None
+    if not noise_type or value is None:
+        raise ValueError(
+            f'config.grid.cases has {name!r}; each case is "type-rate", e.g. "idn-0.2" or "pairflip-0.45".')
+    config_checks.check_choice("noise type", "the type of each of config.grid.cases", noise_type,
+                               noise.NOISE_TYPES)
+    noise.check_rate(value, "the rate of each of config.grid.cases")
+    return noise_type, value
 
 
 def cell_config(config: ml_collections.ConfigDict, cell: Cell,
@@ -132,8 +160,11 @@ def _grid(config) -> dict:
         raise ValueError("The config has no grid section (config.grid).")
     section = config["grid"]
     grid = {key: tuple(section.get(key, ())) for key in
-            ("methods", "auto_methods", "noise_types", "noise_rates", "seeds")}
-    for key in ("methods", "noise_types", "noise_rates", "seeds"):
+            ("methods", "auto_methods", "noise_types", "noise_rates", "cases", "seeds")}
+    if grid["cases"] and (grid["noise_types"] or grid["noise_rates"]):
+        raise ValueError("config.grid sets both cases and noise_types/noise_rates; give one: "
+                         'cases such as ("idn-0.2", "symmetric-0.4"), or types and rates for every pair.')
+    for key in ("methods", "seeds") + (() if grid["cases"] else ("noise_types", "noise_rates")):
         if not grid[key]:
             raise ValueError(f"config.grid.{key} is empty.")
     for key, values in grid.items():
@@ -148,6 +179,12 @@ def _grid(config) -> dict:
         config_checks.check_choice("noise type", "grid.noise_types", noise_type, noise.NOISE_TYPES)
     for rate in grid["noise_rates"]:
         noise.check_rate(rate, "each of config.grid.noise_rates")
+    if grid["cases"]:
+        grid["cases"] = tuple(parse_case(name) for name in grid["cases"])
+        if len(set(grid["cases"])) != len(grid["cases"]):
+            raise ValueError(f"config.grid.cases names a noise twice: {section['cases']}.")
+    else:
+        grid["cases"] = tuple((t, r) for t in grid["noise_types"] for r in grid["noise_rates"])
     return grid
 
 

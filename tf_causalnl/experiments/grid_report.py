@@ -83,7 +83,7 @@ def markdown_table(config: ml_collections.ConfigDict, rows: list[dict]) -> str:
     one) finished, empty when none did; the best mean of each column is bold.
     """
     grid = _grid(config)
-    columns = [(t, r) for t in grid["noise_types"] for r in grid["noise_rates"]]
+    columns = list(grid["cases"])
     row_labels = [_label(method, mode) for method, mode in labels(config)]
     stats = _statistics(rows)
     text = {}
@@ -229,21 +229,17 @@ def plot(config: ml_collections.ConfigDict, rows: list[dict], path: str) -> None
     from matplotlib.figure import Figure
 
     grid = _grid(config)
-    stats = _statistics(rows)
-    noise_types = grid["noise_types"]
-    figure = Figure(figsize=(5 * len(noise_types), 4), layout="constrained")
+    points = panels(config, rows)
+    figure = Figure(figsize=(5 * len(points), 4), layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.subplots(1, len(noise_types), squeeze=False)[0]
-    for ax, noise_type in zip(axes, noise_types):
-        for method, mode in labels(config):
-            label = _label(method, mode)
-            points = [(rate, *stats[label, noise_type, rate]) for rate in grid["noise_rates"]
-                      if (label, noise_type, rate) in stats]
-            if points:
-                rates, means, stds, _ = zip(*points)
+    axes = figure.subplots(1, len(points), squeeze=False)[0]
+    for ax, (noise_type, lines) in zip(axes, points.items()):
+        for (label, mode), line in lines.items():
+            if line:
+                rates, means, stds = zip(*line)
                 ax.errorbar(rates, means, yerr=np.nan_to_num(stds), marker="o", capsize=3,
                             label=label, linestyle="--" if mode == AUTO else "-")
-        ax.set_xticks(grid["noise_rates"])
+        ax.set_xticks(sorted({rate for t, rate in grid["cases"] if t == noise_type or rate == 0}))
         ax.set_title(noise_type.upper())
         ax.set_xlabel("noise rate")
         ax.set_ylabel("clean test accuracy (%)")
@@ -253,6 +249,29 @@ def plot(config: ml_collections.ConfigDict, rows: list[dict], path: str) -> None
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     write_bytes(path, buffer.getvalue())
+
+
+def panels(config: ml_collections.ConfigDict, rows: list[dict]) -> dict:
+    """What `plot` draws: noise type -> {(label, forget-rate mode): [(rate, mean %, std %), ...]}.
+
+    A panel per noise type with a rate above 0, in the grid's order; clean
+    labels (rate 0: the same labels whatever the type) are the first point of
+    every panel, its own type's cells where the grid has them. Points of
+    cases with no finished cell are left out.
+    """
+    grid = _grid(config)
+    stats = _statistics(rows)
+    noise_types = list(dict.fromkeys(t for t, rate in grid["cases"] if rate > 0)) or [grid["cases"][0][0]]
+    clean = [t for t, rate in grid["cases"] if rate == 0]
+    result = {}
+    for noise_type in noise_types:
+        keys = [(noise_type if noise_type in clean else clean[0], 0.0)] if clean else []
+        keys += [(t, rate) for t, rate in grid["cases"] if t == noise_type and rate > 0]
+        result[noise_type] = {
+            (_label(method, mode), mode): [(rate, *stats[_label(method, mode), t, rate][:2])
+                                           for t, rate in keys if (_label(method, mode), t, rate) in stats]
+            for method, mode in labels(config)}
+    return result
 
 
 def _statistics(rows: list[dict]) -> dict:

@@ -19,6 +19,17 @@ from tf_causalnl.models.objective import causalnl_objective
 from tf_causalnl.models.selection import DEFAULT_SELECTION, coteaching
 
 
+#: The values of CausalNL's `pull`: on which examples the generative half trains q(Y|X).
+PULLS = ("all", "untrusted", "noise", "none")
+
+#: The constructor's pull: safe on clean labels, Algorithm 1's strength under heavy noise
+#: (docs/RESULTS.md, "Where the generative half should pull q(Y|X)").
+DEFAULT_PULL = "noise"
+
+#: The pull of models saved, and configs stored, before `pull` existed: Algorithm 1's.
+LEGACY_PULL = "all"
+
+
 @keras.saving.register_keras_serializable(package="tf_causalnl")
 class CausalNL(ForgetRateMixin, TwoNetworks):
     """Wraps a classifier q(Y|X) in CausalNL's two-branch causal VAE.
@@ -29,7 +40,7 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
 
     Example:
       >>> classifier = tf_causalnl.networks.build_small_cnn((28, 28, 1), 10)
-      >>> model = tf_causalnl.CausalNL(classifier, forget_rate=0.45)
+      >>> model = tf_causalnl.CausalNL(classifier)  # noise rate estimated in fit
       >>> model.compile(optimizer="adam")  # Adam, lr 1e-3 (Appendix C)
       >>> model.fit(x_train, noisy_labels, validation_data=(x_test, y_test))
 
@@ -60,16 +71,20 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
         gradient that reaches q(Y|X) through y); None keeps the objective's.
       pull: how much of the generative half's gradient through y reaches
         q(Y|X), per example, on every path (q(Z|X,Y), p(X|Y,Z), p(Y~|Y,X)),
-        one of `PULLS`: "all" (Algorithm 1: all of it, on every example),
-        "noise" (every example, times the forget rate in force, the share of
-        labels believed wrong: none on clean labels, more as the noise grows),
-        "untrusted" (all of it, only on the examples the peer classifier does
-        not select for co-teaching) or "none" (an ablation: q(Y|X) learns by
-        co-teaching alone). The generative networks themselves learn from
-        every example under each. See docs/OBJECTIVE.md.
+        one of `PULLS`: "noise" (the default: every example, times the forget
+        rate in force, the share of labels believed wrong: almost none on
+        clean labels, more as the noise grows), "all" (Algorithm 1: all of it,
+        on every example; the paper's, and this library's before 0.2's
+        measurements of docs/RESULTS.md), "untrusted" (all of it, only on the
+        examples the peer classifier does not select for co-teaching) or
+        "none" (an ablation: q(Y|X) learns by co-teaching alone). The
+        generative networks themselves learn from every example under each.
+        See docs/OBJECTIVE.md.
       forget_rate: co-teaching's final forget rate, typically the noise rate,
-        or "auto": `fit` first estimates the noise rate from its data with
-        anchor points (`tf_causalnl.transition`; no clean labels) and uses it.
+        or "auto" (the default, for labels of unknown noise): `fit` first
+        estimates the noise rate from its data with anchor points
+        (`tf_causalnl.transition`; no clean labels) and uses it. It also sets
+        the pull of "noise".
       ramp_epochs: epochs over which the forget rate rises from 0 (10 in the
         paper); see `ForgetRateSchedule`.
       selection: how co-teaching picks its small-loss examples,
@@ -107,8 +122,8 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
         reconstruction_pixels: str | None = None,
         detach_reconstruction: bool | None = None,
         label_gradient: float | None = None,
-        pull: str = "all",
-        forget_rate: float | str = 0.2,
+        pull: str = DEFAULT_PULL,
+        forget_rate: float | str = "auto",
         ramp_epochs: int = 10,
         selection: str = DEFAULT_SELECTION,
         temperature: float = 1.0,
@@ -242,6 +257,11 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
         base = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)])
         return tf.random.experimental.stateless_split(base, num=4)
 
+    @classmethod
+    def from_config(cls, config):
+        # A model saved before `pull` existed trained with Algorithm 1's, not today's default.
+        return super().from_config({"pull": LEGACY_PULL, **config})
+
     def get_config(self):
         return {
             **self._classifier_config(),
@@ -262,9 +282,6 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
             "vae_width": self.vae_width,
         }
 
-
-#: The values of CausalNL's `pull`: on which examples the generative half trains q(Y|X).
-PULLS = ("all", "untrusted", "noise", "none")
 
 
 def _scale_gradient(tensor: tf.Tensor, scale) -> tf.Tensor:

@@ -40,12 +40,17 @@ class InstanceGM(DivideMixTraining, CausalNL):
         ramp_epochs, selection) are kept in the config but not used.
     """
 
+    #: CausalNL's keywords that InstanceGM fixes: a config's value is not passed to it
+    #: (training.registry.constructor_parameters leaves them out).
+    fixed_arguments = {"pull": "all"}
+
     def __init__(self, classifier: keras.Model, *, warmup_epochs: int = 10, p_threshold: float = 0.5,
                  sharpen_temperature: float = 0.5, mixmatch_alpha: float = 4.0, lambda_u: float = 25.0,
                  rampup_epochs: int = 16, warmup_elbo: bool = True, **kwargs):
-        if kwargs.get("pull", "all") != "all":
+        if kwargs.setdefault("pull", self.fixed_arguments["pull"]) != self.fixed_arguments["pull"]:
             raise ValueError(f"InstanceGM pulls q(Y|X) on every example (pull=\"all\"), got pull="
                              f"{kwargs['pull']!r}: DivideMix's split, not co-teaching's, says which labels it trusts.")
+        kwargs.setdefault("forget_rate", 0.2)  # unused; CausalNL's "auto" would read as a promise
         super().__init__(classifier, **kwargs)
         if not isinstance(warmup_elbo, bool):
             raise ValueError(f"warmup_elbo must be True or False, got {warmup_elbo!r}.")

@@ -9,7 +9,7 @@ from typing import Sequence
 import ml_collections
 
 from tf_causalnl import data, networks, validation
-from tf_causalnl.training.config_checks import _lookup, _plain, config_differences
+from tf_causalnl.training.config_checks import _lookup, _plain, config_differences, upgrade_stored_config
 
 
 #: Keys that a resumed run may change (see `check_workdir`): they change
@@ -73,6 +73,9 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
 def read_stored_config(path: str) -> dict | None:
     """The config stored as JSON at `path`, or None when there is no such file.
 
+    A config stored before a default changed reads with the value it ran with
+    (`config_checks.upgrade_stored_config`).
+
     Raises:
       ValueError: the file is not valid JSON.
     """
@@ -80,11 +83,12 @@ def read_stored_config(path: str) -> dict | None:
         return None
     try:
         with open(path) as f:
-            return json.load(f)
+            stored = json.load(f)
     except json.JSONDecodeError as error:
         raise ValueError(
             f"{path} is not valid JSON ({error}); it was cut short or edited by hand. Restore "
             "it, or use another work directory.") from error
+    return upgrade_stored_config(stored) if isinstance(stored, dict) else stored
 
 
 def check_data(dataset: data.Dataset, config: ml_collections.ConfigDict) -> data.Dataset:

@@ -88,10 +88,10 @@ def _check_names(config: ml_collections.ConfigDict) -> None:
     for what, key, valid in (("objective", "model.objective", losses.OBJECTIVES),
                              ("reconstruction error", "model.reconstruction_error", losses.ERRORS),
                              ("pixel reduction", "model.reconstruction_pixels", losses.PIXEL_REDUCTIONS),
-                             ("selection", "model.selection", selection.SELECTIONS),
-                             ("generative pull", "model.pull", causalnl.PULLS)):
+                             ("selection", "model.selection", selection.SELECTIONS)):
         if _lookup(config, key) is not None:  # None: the objective's own
             check_choice(what, key, _lookup(config, key), valid)
+    check_choice("generative pull", "model.pull", config.model.pull, causalnl.PULLS)
     if config.noise.type == registry.REAL_NOISE and config.data.name not in registry.FILE_DATASETS:
         raise ValueError(
             f'noise.type="{registry.REAL_NOISE}" trains on a dataset\'s own noisy labels, but the '
@@ -170,10 +170,34 @@ def config_differences(old: Mapping | ml_collections.ConfigDict,
             if not any(key == skip or key.startswith(skip + ".") for skip in ignore)]
 
 
+def upgrade_stored_config(stored: dict) -> dict:
+    """A config stored by an earlier version, with the values it ran with where a default changed since.
+
+    `model.pull` is the one so far: CausalNL pulled on every example ("all")
+    until "noise" became the default, so a stored config of a CausalNL run
+    (or of a grid or search with CausalNL in it) that leaves it out or unset
+    reads as "all". Other methods ignore the key: for them it reads as today's
+    default, so that their runs resume and their grids compare equal.
+
+    Returns:
+      `stored`, changed in place.
+    """
+    model = stored.get("model")
+    if not isinstance(model, dict) or model.get("pull") is not None:
+        return stored
+    grid = stored.get("grid")
+    # A grid's cells set model.method from grid.methods; a run's (or search's) is its own.
+    methods = list(grid.get("methods") or ()) if isinstance(grid, dict) else [model.get("method")]
+    uses_pull = "causalnl" in methods
+    model["pull"] = causalnl.LEGACY_PULL if uses_pull else causalnl.DEFAULT_PULL
+    return stored
+
+
 def _reference_config() -> ml_collections.ConfigDict:
     """`base_config()` with an example of each optional section."""
     reference = config_lib.base_config()
     reference.grid = config_lib.table_1_grid(seeds=())
+    reference.grid.cases = ()  # instead of noise_types x noise_rates (experiments.grid_cells)
     reference.moons = config_lib.moons_config().moons
     reference.tune = config_lib.tune_section()
     return reference

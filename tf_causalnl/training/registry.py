@@ -82,7 +82,7 @@ def constructor_parameters(method: type) -> set[str]:
         if init is not None and cls.__module__.startswith("tf_causalnl"):
             names |= {p.name for p in inspect.signature(init).parameters.values()
                       if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD}
-    return names
+    return names - set(getattr(method, "fixed_arguments", {}))
 
 
 def _method_class(config):
@@ -125,7 +125,7 @@ def _model_kwargs(config, parameters, estimate) -> dict:
         "alpha": m.mixup_alpha, "vae_depth": m.vae_depth, "vae_width": m.vae_width,
         "seed": config.seed,
         **{key: m.get(key) for key in _DIVISION_KEYS if m.get(key) is not None},
-        **({"pull": m.pull} if m.get("pull") is not None else {}),  # None: the constructor's default
+        "pull": m.pull,
     }
     if "transition" in parameters:
         if estimate is None:
