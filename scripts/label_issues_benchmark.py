@@ -20,8 +20,11 @@ every training label by how likely it is wrong:
     and `find_label_issues`, with their defaults and with the best of their
     options on these data (chosen on the same data, so it flatters cleanlab);
   - cleanlab_causalnl: cleanlab fed CausalNL's q(Y|X).
-Each: AUROC and average precision of the score against "label is flipped",
-and precision, recall and F1 of the issue set. T(x): the mean total-variation
+Each: AUROC and average precision of the score against "label is flipped"
+(undefined on clean labels), precision, recall and F1 of the issue set, the
+share of labels it flags, and the score's calibration error as a probability
+that the label is wrong (`label_issues.calibration_error`); a reliability
+table pools every case and seed. T(x): the mean total-variation
 distance between estimated and true rows P(Y~ | x, Y = clean label), for
 CausalNL's T(x) (branch 1, both branches, and its class-level average over
 the predicted clean class), the anchor-point estimate (`tf_causalnl.transition`),
@@ -29,11 +32,13 @@ cleanlab's estimated joint, and the true class-level transition (the best any
 class-level estimate can do). Noise rate: CausalNL's mean posterior, the
 anchor-point and cleanlab estimates, against the realised rate.
 
-Models come from `--models_from` (a grid work directory with the same config,
-e.g. the CPU grid's) where it has the cell, else are trained into `--workdir`
-(resumable, as a grid). Prints one table of means and standard deviations
-over seeds; writes the per-seed rows to <workdir>/results.csv (`--report_only`
-prints the tables of that file again).
+Models come from `--models_from` (a grid work directory, whose stored
+training config the script then uses for any cell it trains itself) where it
+has the cell, else are trained into `--workdir` (resumable, as a grid);
+`--causalnl auto` scores the CausalNL of the library's defaults (the forget
+rate estimated) instead of the one given the noise rate. Prints one table of
+means and standard deviations over seeds; writes the per-seed rows to
+<workdir>/results.csv (`--report_only` prints the tables of that file again).
 """
 
 import copy
@@ -60,27 +65,41 @@ from tf_causalnl import data, noise, training  # noqa: E402
 from tf_causalnl.reports import label_issues
 from tf_causalnl.checkpoints import write_bytes  # noqa: E402
 from tf_causalnl.checkpoints import load_run_model  # noqa: E402
-from tf_causalnl.experiments import grid_cells
+from tf_causalnl.experiments import grid_cells  # noqa: E402
+from tf_causalnl.training import checks  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/label_issues_benchmark", "Where models and results go.")
 _MODELS_FROM = flags.DEFINE_string("models_from", "", "A grid work directory whose cells to reuse.")
 _CASES = flags.DEFINE_list("cases", ["idn:0.45", "idn:0.2", "symmetric:0.4"], "noise_type:rate cases.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1"], "Seeds.")
 _FOLDS = flags.DEFINE_integer("folds", 5, "Cross-validation folds for cleanlab's CE probabilities.")
+_CAUSALNL = flags.DEFINE_enum("causalnl", grid_cells.ORACLE, [grid_cells.ORACLE, grid_cells.AUTO],
+                              "Which CausalNL cell: the forget rate set to the noise rate, or estimated "
+                              "(auto, the library's default).")
 _REPORT_ONLY = flags.DEFINE_boolean("report_only", False, "Print the tables of <workdir>/results.csv; train nothing.")
 
 QUALITY_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
 
 
+#: Equal-width bins of a score in [0, 1] for the reliability table and the calibration error.
+BINS = 10
+
+
 def detection(score, issue_set, flipped) -> dict:
-    """AUROC and average precision of `score`, precision/recall/F1 of `issue_set`, against `flipped`."""
+    """AUROC and average precision of `score`, precision/recall/F1 of `issue_set`, against `flipped`;
+    the share of labels the set flags; the score's expected calibration error as a probability
+    that the label is wrong (`BINS` bins). AUROC and AP are undefined (NaN) without flipped labels."""
     hits = int(np.sum(issue_set & flipped))
     precision = hits / max(int(issue_set.sum()), 1)
     recall = hits / max(int(flipped.sum()), 1)
-    return {"auroc": roc_auc_score(flipped, score), "ap": average_precision_score(flipped, score),
+    both_kinds = 0 < flipped.sum() < len(flipped)
+    return {"auroc": roc_auc_score(flipped, score) if both_kinds else float("nan"),
+            "ap": average_precision_score(flipped, score) if both_kinds else float("nan"),
             "precision": precision, "recall": recall,
-            "f1": 2 * precision * recall / max(precision + recall, 1e-12)}
+            "f1": 2 * precision * recall / max(precision + recall, 1e-12),
+            "flagged": float(np.mean(issue_set)),
+            "ece": label_issues.calibration_error(score, flipped, BINS)}
 
 
 def total_variation(estimated_rows, true_rows) -> float:
@@ -154,7 +173,8 @@ def cross_validated_probabilities(config, dataset, given, folds, path) -> np.nda
 
 def measure(base, noise_type, rate, seed) -> list[dict]:
     """The rows of one case and seed: one per detector, plus the T(x) and noise-rate rows."""
-    cells = {m: grid_cells.Cell(m, grid_cells.ORACLE, noise_type, rate, seed) for m in ("causalnl", "coteaching")}
+    cells = {"causalnl": grid_cells.Cell("causalnl", _CAUSALNL.value, noise_type, rate, seed),
+             "coteaching": grid_cells.Cell("coteaching", grid_cells.ORACLE, noise_type, rate, seed)}
     config = grid_cells.cell_config(base, cells["causalnl"], _estimates_dir())
     dataset, given, report = training.load_noisy_data(config)
     causalnl, directory = trained_model(base, cells["causalnl"])
@@ -203,7 +223,11 @@ def measure(base, noise_type, rate, seed) -> list[dict]:
              "anchor_point": float(estimate.noise_rate),
              "cleanlab_cv_ce": num_label_issues(given, cv) / len(given)}
     key = {"noise": f"{noise_type}-{rate:g}", "seed": seed}
-    return ([{**key, "kind": "detection", "name": n, **v} for n, v in results.items()]
+    scores = {"causalnl_posterior": posterior.score, "coteaching": peer.score,
+              "cleanlab_cv_ce": 1.0 - get_label_quality_scores(given, cv, method="self_confidence")}
+    bins = [{**key, "kind": "reliability", "name": n, "examples": count, "mean_score": mean, "flipped": share}
+            for n, value in scores.items() for count, mean, share in label_issues.reliability(value, flipped, BINS)]
+    return ([{**key, "kind": "detection", "name": n, **v} for n, v in results.items()] + bins
             + [{**key, "kind": "transition_tv", "name": n, "value": v} for n, v in tv.items()]
             + [{**key, "kind": "noise_rate", "name": n, "value": v} for n, v in rates.items()])
 
@@ -211,13 +235,16 @@ def measure(base, noise_type, rate, seed) -> list[dict]:
 def summary(rows) -> str:
     """Mean (sd) over seeds of every figure, one Markdown table per kind."""
     def stat(values):
-        values = np.asarray(values, float)
+        values = np.asarray([v if isinstance(v, (int, float)) else np.nan for v in values], float)
+        values = values[np.isfinite(values)]  # AUROC and AP on clean labels: undefined
+        if not len(values):
+            return "n/a"
         return f"{values.mean():.3f} ({values.std(ddof=1) if len(values) > 1 else 0:.3f})"
 
     rows = _best_cleanlab(rows)
     cases = list(dict.fromkeys(r["noise"] for r in rows))
     out = []
-    for kind, fields in (("detection", ("auroc", "ap", "precision", "recall", "f1")),
+    for kind, fields in (("detection", ("auroc", "ap", "precision", "recall", "f1", "flagged", "ece")),
                          ("transition_tv", ("value",)), ("noise_rate", ("value",))):
         names = list(dict.fromkeys(r["name"] for r in rows if r["kind"] == kind))
         out.append(f"\n{kind} (mean (sd) over seeds)\n")
@@ -227,8 +254,32 @@ def summary(rows) -> str:
             for name in names:
                 picked = [r for r in rows if r["kind"] == kind and r["noise"] == case and r["name"] == name]
                 if picked:
-                    out.append(f"| {case} | {name} | " + " | ".join(stat([r[f] for r in picked]) for f in fields)
+                    out.append(f"| {case} | {name} | " + " | ".join(stat([r.get(f) for r in picked]) for f in fields)
                                + f" | {len(picked)} |")
+    out.append(reliability_table(rows))
+    return "\n".join(out)
+
+
+def reliability_table(rows) -> str:
+    """Every case and seed pooled: per bin of each score, the examples, their mean score and the share flipped."""
+    pooled = {}
+    for r in rows:
+        if r["kind"] == "reliability":
+            key = (r["name"], min(int(float(r["mean_score"]) * BINS), BINS - 1))
+            n, total, flipped = pooled.get(key, (0, 0.0, 0.0))
+            pooled[key] = (n + int(r["examples"]), total + r["examples"] * r["mean_score"],
+                           flipped + r["examples"] * r["flipped"])
+    if not pooled:
+        return ""
+    names = list(dict.fromkeys(name for name, _ in pooled))
+    out = ["\nreliability (every case and seed pooled): examples, mean score, share flipped\n",
+           "| score bin | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for b in range(BINS):
+        cells = []
+        for name in names:
+            n, total, flipped = pooled.get((name, b), (0, 0.0, 0.0))
+            cells.append(f"{n}: {total / n:.2f} / {flipped / n:.2f}" if n else "")
+        out.append(f"| {b / BINS:.1f}-{(b + 1) / BINS:.1f} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
@@ -255,7 +306,13 @@ def main(argv):
             rows = [{k: _number(v) for k, v in r.items()} for r in csv.DictReader(f)]
         print(summary(rows))
         return
+    # The reused grid's training config (as stored, so that cells trained here match it), else the protocol.
+    stored = checks.read_stored_config(os.path.join(_MODELS_FROM.value, "grid_config.json")) \
+        if _MODELS_FROM.value else None
     base = config_lib.cpu_protocol()
+    if stored:
+        stored.pop("grid", None)
+        base.update(stored)  # into base_config's fields, so that forget_rate still takes "auto"
     rows = []
     for case in _CASES.value:
         noise_type, rate = case.split(":")

@@ -196,3 +196,16 @@ def test_the_command_writes_the_ranked_csv_and_the_picture(tmp_path, cli_run):
     missing = subprocess.run([sys.executable, str(ROOT / "scripts" / "label_issues.py"), "--workdir",
                               str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=180)
     assert missing.returncode == 1 and "error: There is no work directory" in missing.stderr
+
+
+def test_reliability_bins_the_score_against_the_known_wrong_labels():
+    score = np.array([0.05, 0.05, 0.15, 0.95, 0.95, 1.0])
+    wrong = np.array([False, False, True, True, False, True])
+    table = label_issues.reliability(score, wrong, bins=10)
+    assert table == [(2, pytest.approx(0.05), 0.0), (1, pytest.approx(0.15), 1.0), (3, pytest.approx(2.9 / 3), 2 / 3)]
+    # |0.05 - 0| * 2 + |0.15 - 1| * 1 + |0.9667 - 0.6667| * 3, over 6 examples
+    assert label_issues.calibration_error(score, wrong, bins=10) == pytest.approx((0.1 + 0.85 + 0.9) / 6)
+    calibrated = np.repeat([0.25, 0.75], 4)
+    assert label_issues.calibration_error(calibrated, np.array([1, 0, 0, 0, 1, 1, 1, 0], bool)) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match=r"score and wrong must be two \(N,\) arrays, got shapes \(6,\) and \(5,\)"):
+        label_issues.reliability(score, wrong[:5])

@@ -135,6 +135,35 @@ class LabelIssues:
         return table
 
 
+def reliability(score: np.ndarray, wrong: np.ndarray, bins: int = 10) -> list[tuple[int, float, float]]:
+    """How well a score in [0, 1] reads as the probability that a label is wrong, where the truth is known.
+
+    Args:
+      score: (N,) e.g. `LabelIssues.score`.
+      wrong: (N,) bool, the given label is wrong (known for synthetic noise,
+        or for a subset someone checked by hand).
+      bins: equal-width bins of the score.
+
+    Returns:
+      Per non-empty bin, in order: (examples, their mean score, the share of
+      them wrong). Calibrated, the last two agree.
+    """
+    score, wrong = np.asarray(score, np.float64), np.asarray(wrong, bool)
+    if score.shape != wrong.shape or score.ndim != 1:
+        raise ValueError(f"score and wrong must be two (N,) arrays, got shapes {score.shape} and {wrong.shape}.")
+    validation.check_whole(bins, "bins", 1)
+    index = np.minimum((np.clip(score, 0.0, 1.0) * bins).astype(int), bins - 1)
+    return [(int(np.sum(index == b)), float(np.mean(score[index == b])), float(np.mean(wrong[index == b])))
+            for b in range(bins) if np.any(index == b)]
+
+
+def calibration_error(score: np.ndarray, wrong: np.ndarray, bins: int = 10) -> float:
+    """The expected calibration error of `reliability`'s bins: the examples' weighted mean
+    of |mean score - share wrong|, 0 when the score is calibrated."""
+    table = reliability(score, wrong, bins)
+    return float(sum(n * abs(mean - share) for n, mean, share in table) / sum(n for n, _, _ in table))
+
+
 def transition_rows(model: CausalNL, x: Any, classes: Any, branch: int = 0) -> tf.Tensor:
     """p(Y~ | Y=classes[i], X=x[i]) of a branch (0: branch 1, the one `predict`
     uses), fed as in training (Algorithm 1, lines 5-7).
