@@ -62,6 +62,7 @@ TINY = {
     "grid": TINY_TRAINING + ("--config.grid.seeds=(0,)", "--config.grid.methods=('coteaching','causalnl')",
                              "--config.grid.auto_methods=()"),
     "tune": TINY_TRAINING + ("--max_trials=1",),
+    "estimate_benchmark": TINY_TRAINING + ("--seeds=0",),
     "moons": ("--config.train.epochs=1", "--config.moons.seeds=(0,)", "--config.moons.train_size=64",
               "--config.moons.test_size=64"),
     # The small CNN alone: a ResNet-18 contender takes minutes to build and trace.
@@ -75,6 +76,7 @@ WRITES = {
     "pictures": ("workdir", ["pictures/training_curves.png", "pictures/confusion_matrix.png",
                              "pictures/transition.png"]),
     "grid": ("workdir", ["results.csv", "results.md", "accuracy_vs_noise.png"]),
+    "estimate_benchmark": ("workdir", ["results.md"]),
     "label_issues": ("workdir", ["label_issues.csv"]),
     "moons": ("out", ["moons.png"]),
     "tune": ("workdir", ["trials.csv", "best_config.py"]),
@@ -235,7 +237,7 @@ def _run_all(cwd: pathlib.Path):
         args = _drop(_rewrite(command.args, aliases), _DROPPED)
         if command.script not in ("train", "grid", "tune") or _config_argument(command):  # not --report_only
             args += TINY.get(command.script, ())
-        if command.script == "grid" and _config_argument(command):
+        if command.script in ("grid", "estimate_benchmark") and _config_argument(command):
             args.append(_one_noise(command, cwd))
         argv = (sys.executable, f"scripts/{command.script}.py", *args)
         env = dict(var.split("=", 1) for var in command.env)

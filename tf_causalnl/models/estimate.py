@@ -118,6 +118,22 @@ def estimate_noise(
     if num_holdout >= n:
         raise ValueError(f"holdout={holdout} leaves no training examples out of {n}; lower it.")
 
+    model = train_noisy_label_classifier(classifier, x, labels, epochs=epochs, batch_size=batch_size,
+                                         learning_rate=learning_rate, holdout=holdout, seed=seed,
+                                         verbose=verbose)
+    probabilities = model.predict(x, batch_size=batch_size, verbose=verbose)
+    return estimate_from_probabilities(probabilities, labels, num_classes, percentile)
+
+
+def train_noisy_label_classifier(classifier: keras.Model, x: np.ndarray, labels: np.ndarray, *, epochs: int,
+                                 batch_size: int, learning_rate: float, holdout: float, seed: int,
+                                 verbose: int = 0) -> NoisyLabelClassifier:
+    """The classifier `estimate_noise` reads: a fresh copy of `classifier` trained with
+    cross-entropy on (x, labels) less a noisy holdout (a `holdout` fraction, split by
+    `seed`), at its epoch of best noisy holdout accuracy. Arguments as `estimate_noise`'s,
+    checked there."""
+    n = labels.shape[0]
+    num_holdout = max(1, round(holdout * n)) if holdout > 0.0 else 0
     order = np.random.default_rng(seed).permutation(n)
     train, val = order[num_holdout:], order[:num_holdout]
     copy = networks.clone_architecture(classifier, "estimate_noise trains a copy of the classifier")
@@ -126,13 +142,6 @@ def estimate_noise(
     fit_kwargs = {}
     if num_holdout:
         fit_kwargs = dict(validation_data=(x[val], labels[val]), callbacks=[_KeepBestWeights()])
-    model.fit(
-        x[train],
-        labels[train],
-        batch_size=int(batch_size),
-        epochs=int(epochs),
-        verbose=verbose,
-        **fit_kwargs,
-    )
-    probabilities = model.predict(x, batch_size=batch_size, verbose=verbose)
-    return estimate_from_probabilities(probabilities, labels, num_classes, percentile)
+    model.fit(x[train], labels[train], batch_size=int(batch_size), epochs=int(epochs), verbose=verbose,
+              **fit_kwargs)
+    return model

@@ -18,7 +18,7 @@ from tf_causalnl.checkpoints import write_json
 from tf_causalnl.models import estimate as noise_estimate
 from tf_causalnl.models import forget_rate
 from tf_causalnl.noise import estimation
-from tf_causalnl.training.registry import _classifier, _method_class, constructor_parameters
+from tf_causalnl.training.registry import _method_class, build_classifier, constructor_parameters
 
 
 def needs_estimate(config: ml_collections.ConfigDict) -> bool:
@@ -87,7 +87,7 @@ def _exclusive(lock_path: str, stale_seconds: float = 3600.0):
 
 def _make_estimate(config, dataset, noisy, path, key):
     estimate = noise_estimate.estimate_noise(
-        _classifier(config, dataset.input_shape, dataset.num_classes),
+        build_classifier(config, dataset.input_shape, dataset.num_classes),
         dataset.x_train,
         noisy,
         epochs=config.estimate.epochs,

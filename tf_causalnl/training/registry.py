@@ -61,7 +61,7 @@ def build_model(config: ml_collections.ConfigDict, input_shape, num_classes: int
     method = _method_class(config)
     with networks.precision(config.train.get("precision")):  # every network, and the model's own policy
         model = method(
-            _classifier(config, input_shape, num_classes),
+            build_classifier(config, input_shape, num_classes),
             **_model_kwargs(config, constructor_parameters(method), estimate),
         )
     model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate),
@@ -91,7 +91,8 @@ def _method_class(config):
     return METHODS[config.model.method]
 
 
-def _classifier(config, input_shape, num_classes):
+def build_classifier(config, input_shape, num_classes):
+    """The classifier the config names, untrained (pretrained weights where it asks for them)."""
     m = config.model
     if m.classifier in networks.PRETRAINED_CLASSIFIERS:
         kwargs = {"weights": m.pretrained or None}
