@@ -8,6 +8,7 @@ DivideMix and InstanceGM, which 7305d51 did not have).
 """
 
 import pathlib
+import warnings
 
 import keras
 import numpy as np
@@ -29,8 +30,11 @@ def test_every_public_model_has_a_saved_file():
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_a_saved_model_loads_and_predicts_as_it_did(path):
-    model = keras.saving.load_model(path)
+def test_a_saved_model_loads_compiled_without_warnings_and_predicts_as_it_did(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. Keras' "compile() was not called as part of model loading"
+        model = keras.saving.load_model(path)
+    assert model.compiled and model.optimizer.built
     saved = np.load(path.with_suffix(".npz"))
     np.testing.assert_allclose(model.predict(saved["x"], verbose=0), saved["probabilities"], atol=1e-6)
 

@@ -168,6 +168,11 @@ class ClassifierWrapper:
         if not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
 
+    def compile_from_config(self, config):
+        """Compiles a loaded model as the saved one was (its optimizer, whose state then
+        loads too). Keras' own skips models with a custom `compile`, with a warning."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+
     def call(self, inputs, training=False):
         """The classifier's class probabilities (uint8 inputs are scaled to [0, 1])."""
         # Keras' cross-entropy recovers the logits behind this softmax, so
