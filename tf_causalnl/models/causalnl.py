@@ -74,8 +74,8 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
         one of `PULLS`: "noise" (the default: every example, times the forget
         rate in force, the share of labels believed wrong: almost none on
         clean labels, more as the noise grows), "all" (Algorithm 1: all of it,
-        on every example; the paper's, and this library's before 0.2's
-        measurements of docs/RESULTS.md), "untrusted" (all of it, only on the
+        on every example; the paper's, and this library's default until
+        commit 1d1c101), "untrusted" (all of it, only on the
         examples the peer classifier does not select for co-teaching) or
         "none" (an ablation: q(Y|X) learns by co-teaching alone). The
         generative networks themselves learn from every example under each.

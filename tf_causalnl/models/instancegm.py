@@ -37,7 +37,8 @@ class InstanceGM(DivideMixTraining, CausalNL):
         weighted 0.
       **kwargs: `CausalNL`'s (z_dim, the betas, the objective, vae_width,
         seed, dtype, ...). Its co-teaching arguments (forget_rate,
-        ramp_epochs, selection) are kept in the config but not used.
+        ramp_epochs, selection) are kept in the config but not used; its
+        `pull` is always "all" (`fixed_arguments`).
     """
 
     #: CausalNL's keywords that InstanceGM fixes: a config's value is not passed to it
@@ -50,7 +51,7 @@ class InstanceGM(DivideMixTraining, CausalNL):
         if kwargs.setdefault("pull", self.fixed_arguments["pull"]) != self.fixed_arguments["pull"]:
             raise ValueError(f"InstanceGM pulls q(Y|X) on every example (pull=\"all\"), got pull="
                              f"{kwargs['pull']!r}: DivideMix's split, not co-teaching's, says which labels it trusts.")
-        kwargs.setdefault("forget_rate", 0.2)  # unused; CausalNL's "auto" would read as a promise
+        kwargs.setdefault("forget_rate", 0.2)  # unused here: a number, as before, not CausalNL's "auto"
         super().__init__(classifier, **kwargs)
         if not isinstance(warmup_elbo, bool):
             raise ValueError(f"warmup_elbo must be True or False, got {warmup_elbo!r}.")
