@@ -283,7 +283,6 @@ class CausalNL(ForgetRateMixin, TwoNetworks):
         }
 
 
-
 def _scale_gradient(tensor: tf.Tensor, scale) -> tf.Tensor:
     """`tensor` in the forward pass; its gradient multiplied by `scale` (a number, or a
     tensor that broadcasts against it) in the backward one."""
