@@ -117,3 +117,32 @@ def test_a_module_is_short_and_says_what_it_is_for(module):
     assert len(text.splitlines()) <= MAX_LINES, f"{module}: split it by job"
     doc = ast.get_docstring(ast.parse(text))
     assert doc and doc.splitlines()[0].strip(), f"{module}: its first docstring line states its job"
+
+
+SCRIPTS = sorted((PACKAGE.parent / "scripts").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", [*MODULES.values(), *SCRIPTS], ids=lambda p: p.stem)
+def test_no_module_imports_another_modules_private_name(path):
+    """A name with a leading underscore is its module's own: what others need is made public."""
+    private = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tf_causalnl"):
+            private += [f"{node.module}.{a.name}" for a in node.names
+                        if a.name.startswith("_") and not a.name.startswith("__")]
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.attr.startswith("_") \
+                and not node.attr.startswith("__") and node.value.id in _imported_modules(path):
+            private.append(f"{node.value.id}.{node.attr}")
+    assert private == [], f"{path.name} uses private names of other modules: {private}"
+
+
+def _imported_modules(path) -> set:
+    """The local names under which `path` imports tf_causalnl modules."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tf_causalnl"):
+            names |= {a.asname or a.name for a in node.names
+                      if f"{node.module}.{a.name}" in MODULES or a.name in ("tf_causalnl",)}
+        if isinstance(node, ast.Import):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names if a.name.startswith("tf_causalnl")}
+    return names

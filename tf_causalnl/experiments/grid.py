@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import ml_collections
 
-from tf_causalnl.experiments.grid_cells import (_finished, _to_json, _write_text, cell_config, cells,
+from tf_causalnl.experiments.grid_cells import (finished_results, config_json, write_text, cell_config, cells,
                                                 check_compatible)
 from tf_causalnl.experiments.grid_report import METRIC, write_report
 from tf_causalnl.training import config_checks
@@ -49,14 +49,14 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     grid_cells = cells(config)
     check_compatible(config, workdir)
     os.makedirs(workdir, exist_ok=True)
-    _write_text(os.path.join(workdir, "grid_config.json"), _to_json(config))
+    write_text(os.path.join(workdir, "grid_config.json"), config_json(config))
     cache_dir = os.path.join(workdir, "estimates")
     start = time.perf_counter()
     for index, cell in enumerate(grid_cells, start=1):
         if (index - 1) % num_shards != shard:
             continue
         cell_dir = os.path.join(workdir, cell.workdir)
-        results = _finished(cell_dir)
+        results = finished_results(cell_dir)
         status = "skipped (finished)"
         if results is None:
             results = train_fn(cell_config(config, cell, cache_dir), cell_dir)

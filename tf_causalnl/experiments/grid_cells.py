@@ -49,7 +49,7 @@ class Cell:
     @property
     def label(self) -> str:
         """The table row: the method, with " (auto)" for the auto forget rate."""
-        return _label(self.method, self.forget_rate_mode)
+        return row_label(self.method, self.forget_rate_mode)
 
     @property
     def workdir(self) -> str:
@@ -60,7 +60,7 @@ class Cell:
 
 def labels(config: ml_collections.ConfigDict) -> list[tuple[str, str]]:
     """(method, forget-rate mode) of each table row, each auto variant after its method."""
-    grid = _grid(config)
+    grid = read_grid(config)
     return [(method, mode) for method in grid["methods"]
             for mode in ((ORACLE, AUTO) if method in grid["auto_methods"] else (ORACLE,))]
 
@@ -74,7 +74,7 @@ def cells(config: ml_collections.ConfigDict) -> list[Cell]:
     Raises:
       ValueError: when the grid section is missing or malformed.
     """
-    grid = _grid(config)
+    grid = read_grid(config)
     return [Cell(method, mode, noise_type, rate, seed)
             for seed in grid["seeds"]
             for noise_type, rate in grid["cases"]
@@ -84,7 +84,7 @@ def cells(config: ml_collections.ConfigDict) -> list[Cell]:
 def noise_cases(config: ml_collections.ConfigDict) -> list[tuple[str, float]]:
     """The grid's (noise type, rate) pairs in its order: `grid.cases`, or the
     product of `grid.noise_types` and `grid.noise_rates`."""
-    return list(_grid(config)["cases"])
+    return list(read_grid(config)["cases"])
 
 
 def parse_case(name: str) -> tuple[str, float]:
@@ -143,7 +143,7 @@ def check_compatible(config: ml_collections.ConfigDict, workdir: str) -> None:
     Compatible: no `grid_config.json` yet, or one equal to `config` except in
     the `grid` section and the keys each cell sets (see the module docstring).
     """
-    stored = _stored_config(workdir)
+    stored = stored_grid_config(workdir)
     if stored is None:
         return
     differences = config_checks.config_differences(stored, config, ignore=("grid",) + _CELL_KEYS)
@@ -154,7 +154,7 @@ def check_compatible(config: ml_collections.ConfigDict, workdir: str) -> None:
         )
 
 
-def _grid(config) -> dict:
+def read_grid(config) -> dict:
     """The grid section as tuples, checked."""
     if "grid" not in config:
         raise ValueError("The config has no grid section (config.grid).")
@@ -188,7 +188,7 @@ def _grid(config) -> dict:
     return grid
 
 
-def _finished(cell_dir: str) -> dict | None:
+def finished_results(cell_dir: str) -> dict | None:
     """The cell's results, or None when it has not finished (no readable results.json)."""
     try:
         with open(os.path.join(cell_dir, "results.json")) as f:
@@ -197,17 +197,17 @@ def _finished(cell_dir: str) -> dict | None:
         return None
 
 
-def _stored_config(workdir: str) -> dict | None:
+def stored_grid_config(workdir: str) -> dict | None:
     return checks.read_stored_config(os.path.join(workdir, "grid_config.json"))
 
 
-def _to_json(config: ml_collections.ConfigDict) -> str:
+def config_json(config: ml_collections.ConfigDict) -> str:
     return json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"
 
 
-def _write_text(path: str, text: str) -> None:
+def write_text(path: str, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
-def _label(method: str, mode: str) -> str:
+def row_label(method: str, mode: str) -> str:
     return method if mode == ORACLE else f"{method} ({AUTO})"

@@ -11,8 +11,8 @@ import ml_collections
 import numpy as np
 
 from tf_causalnl.checkpoints import write_bytes, write_csv
-from tf_causalnl.experiments.grid_cells import (AUTO, _finished, _grid, _label, _stored_config,
-                                                _write_text, cells, check_compatible, labels)
+from tf_causalnl.experiments.grid_cells import (AUTO, finished_results, read_grid, row_label, stored_grid_config,
+                                                write_text, cells, check_compatible, labels)
 from tf_causalnl.training import run
 
 
@@ -39,7 +39,7 @@ def report(workdir: str, config: ml_collections.ConfigDict | None = None) -> str
       ValueError: when `workdir` is no grid work directory or `config` is
         incompatible with it.
     """
-    stored = _stored_config(workdir)
+    stored = stored_grid_config(workdir)
     if stored is None:
         raise ValueError(f"{workdir} is not a grid work directory: it has no grid_config.json.")
     if config is None:
@@ -53,7 +53,7 @@ def collect(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     """One row (the `CSV_COLUMNS`) per finished cell of the grid, in cell order."""
     rows = []
     for cell in cells(config):
-        results = _finished(os.path.join(workdir, cell.workdir))
+        results = finished_results(os.path.join(workdir, cell.workdir))
         if results is None:
             continue
         rows.append({
@@ -82,9 +82,9 @@ def markdown_table(config: ml_collections.ConfigDict, rows: list[dict]) -> str:
     seeds (sample std, ddof=1), "(n=k)" when fewer than all seeds (or a single
     one) finished, empty when none did; the best mean of each column is bold.
     """
-    grid = _grid(config)
+    grid = read_grid(config)
     columns = list(grid["cases"])
-    row_labels = [_label(method, mode) for method, mode in labels(config)]
+    row_labels = [row_label(method, mode) for method, mode in labels(config)]
     stats = _statistics(rows)
     text = {}
     for noise_type, rate in columns:
@@ -213,7 +213,7 @@ def write_report(config: ml_collections.ConfigDict, workdir: str) -> str:
     estimates = estimate_table(rows)
     if estimates:
         table += "\nNoise rate estimated from the noisy labels alone (anchor points):\n\n" + estimates
-    _write_text(os.path.join(workdir, "results.md"), table)
+    write_text(os.path.join(workdir, "results.md"), table)
     plot(config, rows, os.path.join(workdir, "accuracy_vs_noise.png"))
     return table
 
@@ -228,7 +228,7 @@ def plot(config: ml_collections.ConfigDict, rows: list[dict], path: str) -> None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    grid = _grid(config)
+    grid = read_grid(config)
     points = panels(config, rows)
     figure = Figure(figsize=(5 * len(points), 4), layout="constrained")
     FigureCanvasAgg(figure)
@@ -259,7 +259,7 @@ def panels(config: ml_collections.ConfigDict, rows: list[dict]) -> dict:
     every panel, its own type's cells where the grid has them. Points of
     cases with no finished cell are left out.
     """
-    grid = _grid(config)
+    grid = read_grid(config)
     stats = _statistics(rows)
     noise_types = list(dict.fromkeys(t for t, rate in grid["cases"] if rate > 0)) or [grid["cases"][0][0]]
     clean = [t for t, rate in grid["cases"] if rate == 0]
@@ -268,8 +268,8 @@ def panels(config: ml_collections.ConfigDict, rows: list[dict]) -> dict:
         keys = [(noise_type if noise_type in clean else clean[0], 0.0)] if clean else []
         keys += [(t, rate) for t, rate in grid["cases"] if t == noise_type and rate > 0]
         result[noise_type] = {
-            (_label(method, mode), mode): [(rate, *stats[_label(method, mode), t, rate][:2])
-                                           for t, rate in keys if (_label(method, mode), t, rate) in stats]
+            (row_label(method, mode), mode): [(rate, *stats[row_label(method, mode), t, rate][:2])
+                                           for t, rate in keys if (row_label(method, mode), t, rate) in stats]
             for method, mode in labels(config)}
     return result
 

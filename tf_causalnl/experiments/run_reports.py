@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 
 from tf_causalnl import checkpoints, data
-from tf_causalnl.reports.run_pictures import _read_json, dataset_class_names, write_pictures
+from tf_causalnl.reports.run_pictures import read_json, dataset_class_names, write_pictures
 from tf_causalnl.training import inputs, registry, run
 
 
@@ -39,7 +39,7 @@ def require_workdir(workdir: str) -> dict:
         raise FileNotFoundError(f"{workdir} has no config.json, so it is not a training work "
                                 f"directory. {make}")
     try:
-        return _read_json(config_path)
+        return read_json(config_path)
     except json.JSONDecodeError as error:
         raise ValueError(f"{config_path} is not valid JSON ({error}); retrain into a new work "
                          f"directory with `{checkpoints.TRAIN_COMMAND.format('<new workdir>')}`.") from error

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 from tf_causalnl.checkpoints import write_atomically
 from tf_causalnl.checkpoints import MODEL_FILE
-from tf_causalnl.export.serving import DEFAULT_SIGNATURE, FLOAT_SIGNATURE, _classifier, _integer_entries, _serving_fn, _signatures
+from tf_causalnl.export.serving import DEFAULT_SIGNATURE, FLOAT_SIGNATURE, exported_classifier, integer_entries, serving_function, serving_signatures
 from tf_causalnl import checkpoints
 
 
@@ -58,7 +58,7 @@ def latest_version_dir(path: str | os.PathLike) -> str:
         raise FileNotFoundError(f"{path}: no such run directory or SavedModel.")
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         return path
-    versions = [int(v) for v in _integer_entries(path)
+    versions = [int(v) for v in integer_entries(path)
                 if os.path.isfile(os.path.join(path, v, "saved_model.pb"))]
     if not versions:
         raise FileNotFoundError(
@@ -200,11 +200,11 @@ def predict_to_csv(model: str | os.PathLike, inputs: str | os.PathLike, output: 
 
 def _keras_predictor(model: keras.Model, source: str) -> Predictor:
     """The serving functions of an export, run on the loaded model itself."""
-    classifier = _classifier(model)
+    classifier = exported_classifier(model)
     input_shape = tuple(classifier.input_shape[1:])
-    serve = _serving_fn(classifier, input_shape)
+    serve = serving_function(classifier, input_shape)
     functions = {spec.dtype.as_numpy_dtype: tf.function(serve, input_signature=[spec])
-                 for spec in _signatures(input_shape).values()}
+                 for spec in serving_signatures(input_shape).values()}
 
     def predict_batch(batch):
         result = functions[batch.dtype.type](batch)

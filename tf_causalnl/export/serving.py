@@ -40,7 +40,7 @@ def export_classifier(model_or_classifier: keras.Model, base_dir: str | os.PathL
         FileExistsError: `version` already exists.
         ValueError: A bad name or version, or a classifier of unsupported shape.
     """
-    classifier = _classifier(model_or_classifier)
+    classifier = exported_classifier(model_or_classifier)
     input_shape = tuple(classifier.input_shape[1:])
     _check_name(model_name)
     if version is not None and (isinstance(version, bool) or not isinstance(version, numbers.Integral)
@@ -59,8 +59,8 @@ def export_classifier(model_or_classifier: keras.Model, base_dir: str | os.PathL
     try:
         archive = keras.export.ExportArchive()
         archive.track(classifier)
-        for name, spec in _signatures(input_shape).items():
-            archive.add_endpoint(name, _serving_fn(classifier, input_shape), input_signature=[spec])
+        for name, spec in serving_signatures(input_shape).items():
+            archive.add_endpoint(name, serving_function(classifier, input_shape), input_signature=[spec])
         archive.write_out(temporary, verbose=False)
         return _publish(temporary, model_dir, version)
     except BaseException:
@@ -88,7 +88,7 @@ def export_run(workdir: str | os.PathLike, base_dir: str | os.PathLike, model_na
     return export_classifier(model, base_dir, model_name, version)
 
 
-def _classifier(model: keras.Model) -> keras.Model:
+def exported_classifier(model: keras.Model) -> keras.Model:
     if hasattr(model, "inference_classifier"):  # a model that predicts with more than one network
         classifier = model.inference_classifier()
     else:
@@ -106,14 +106,14 @@ def _classifier(model: keras.Model) -> keras.Model:
     return classifier
 
 
-def _signatures(input_shape: tuple[int, ...]) -> dict[str, tf.TensorSpec]:
+def serving_signatures(input_shape: tuple[int, ...]) -> dict[str, tf.TensorSpec]:
     if len(input_shape) == 1:
         return {DEFAULT_SIGNATURE: tf.TensorSpec((None, *input_shape), tf.float32, name="features")}
     return {DEFAULT_SIGNATURE: tf.TensorSpec((None, *input_shape), tf.uint8, name="images"),
             FLOAT_SIGNATURE: tf.TensorSpec((None, *input_shape), tf.float32, name="images")}
 
 
-def _serving_fn(classifier: keras.Model, input_shape: tuple[int, ...]):
+def serving_function(classifier: keras.Model, input_shape: tuple[int, ...]):
     def serve(inputs):
         # Signatures do not check the shape of what TF Serving feeds them.
         inputs = tf.ensure_shape(inputs, (None, *input_shape))
@@ -128,7 +128,7 @@ def _publish(temporary: str, model_dir: str, version: int | None) -> str:
     """Renames the finished export to its version directory; with an automatic
     version, takes the next free one if another export got there first."""
     while True:
-        number = version if version is not None else max(map(int, _integer_entries(model_dir)), default=0) + 1
+        number = version if version is not None else max(map(int, integer_entries(model_dir)), default=0) + 1
         final = os.path.join(model_dir, str(number))
         if os.path.exists(final):  # rename(2) would replace an empty directory
             if version is not None:
@@ -142,7 +142,7 @@ def _publish(temporary: str, model_dir: str, version: int | None) -> str:
                 raise
 
 
-def _integer_entries(path: str) -> list[str]:
+def integer_entries(path: str) -> list[str]:
     return [n for n in os.listdir(path) if n.isdigit()] if os.path.isdir(path) else []
 
 

@@ -141,7 +141,7 @@ def instance_dependent_noise(
     Raises:
         ValueError: on bad shapes or ranges, or non-finite features.
     """
-    rng, rows = _idn_rows(features, labels, num_classes, rate, std, seed, match_rate)
+    rng, rows = idn_rows(features, labels, num_classes, rate, std, seed, match_rate)
     if rows is None:
         return check_labels(labels, num_classes)
     cdf = np.cumsum(rows, axis=1)
@@ -149,7 +149,7 @@ def instance_dependent_noise(
     return (cdf <= u[:, None]).sum(axis=1).astype(np.int64)
 
 
-def _idn_rows(features, labels, num_classes, rate, std, seed, match_rate):
+def idn_rows(features, labels, num_classes, rate, std, seed, match_rate):
     """(rng, per-example rows) of `instance_dependent_noise`, the rng left where
     the noisy labels are drawn from; rows is None at rate 0."""
     labels = check_labels(labels, num_classes)

@@ -7,7 +7,7 @@
 import numpy as np
 from numpy.typing import ArrayLike
 
-from tf_causalnl.noise.idn import _idn_rows, instance_dependent_noise
+from tf_causalnl.noise.idn import idn_rows, instance_dependent_noise
 from tf_causalnl.noise.labels import check_labels, check_rate
 
 
@@ -85,7 +85,7 @@ def true_transition_rows(noise_type: str, labels: ArrayLike, num_classes: int, r
         (N, C) float64 array; each row sums to 1.
     """
     if _generator(noise_type) is instance_dependent_noise:
-        _, rows = _idn_rows(features, labels, num_classes, rate, std, seed, match_rate)
+        _, rows = idn_rows(features, labels, num_classes, rate, std, seed, match_rate)
         return np.eye(num_classes)[check_labels(labels, num_classes)] if rows is None else rows
     labels = check_labels(labels, num_classes)
     check_rate(rate)

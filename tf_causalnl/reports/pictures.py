@@ -23,7 +23,7 @@ TICK_MAX_CLASSES = 20
 #: The image pictures show at most this many classes, so rows stay legible.
 IMAGE_MAX_CLASSES = 10
 #: Ỹ, the noisy label, in matplotlib's mathtext.
-_NOISY = r"$\tilde{Y}$"
+NOISY_LABEL = r"$\tilde{Y}$"
 _CURVE_LABELS = {
     "loss": "training loss",
     "val_loss": "test cross-entropy (val_loss)",
@@ -114,8 +114,8 @@ def transition(estimated, true_matrix, path: str, *, estimate_label: str = "esti
         matrix = np.asarray(matrix, dtype=np.float64)
         text = np.vectorize(lambda v: f"{v:.2f}")(matrix)
         title = f"{label}\nmean off-diagonal mass {flip_rate(matrix):.3f}"
-        image = _heatmap(ax, matrix, title, names, text, f"noisy label {_NOISY}", "clean class Y")
-    figure.colorbar(image, ax=list(axes), shrink=0.8, label=f"P({_NOISY} | Y)")
+        image = _heatmap(ax, matrix, title, names, text, f"noisy label {NOISY_LABEL}", "clean class Y")
+    figure.colorbar(image, ax=list(axes), shrink=0.8, label=f"P({NOISY_LABEL} | Y)")
     return _save(figure, path)
 
 

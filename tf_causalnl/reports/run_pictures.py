@@ -13,7 +13,7 @@ import numpy as np
 
 from tf_causalnl import data, noise
 from tf_causalnl.models.causalnl import CausalNL
-from tf_causalnl.reports.pictures import (_NOISY, class_samples, confusion_matrix, reconstructions,
+from tf_causalnl.reports.pictures import (NOISY_LABEL, class_samples, confusion_matrix, reconstructions,
                                           training_curves, transition)
 from tf_causalnl.reports.probes import (CLASS_NAMES, average_per_class, curve_panels, is_image_model,
                                         noisy_label_probabilities, read_metrics)
@@ -28,7 +28,7 @@ def dataset_class_names(dataset: data.Dataset) -> Sequence[str] | None:
     return getattr(dataset, "class_names", None) or CLASS_NAMES.get(dataset.name)
 
 
-def _read_json(path: str):
+def read_json(path: str):
     with open(path) as f:
         return json.load(f)
 
@@ -44,12 +44,12 @@ def _estimated_transition(workdir, model, x_train, clean_labels, seed, max_examp
             classes = np.argmax(model.predict(x, batch_size=256, verbose=0), axis=-1)
             source = "classifier's prediction"
         probabilities = noisy_label_probabilities(model, x, classes)
-        label = (f"CausalNL p({_NOISY}|Y,X), mean per clean class\n"
+        label = (f"CausalNL p({NOISY_LABEL}|Y,X), mean per clean class\n"
                  f"(clean class = {source}, {len(keep)} examples)")
         return average_per_class(probabilities, classes, model.num_classes), label
     estimate_path = os.path.join(workdir, "noise_estimate.json")
     if os.path.exists(estimate_path):
-        return np.asarray(_read_json(estimate_path)["estimate"]["transition"]), "anchor-point estimate"
+        return np.asarray(read_json(estimate_path)["estimate"]["transition"]), "anchor-point estimate"
     return None, None
 
 
@@ -58,7 +58,7 @@ def _true_transition(workdir, noisy_labels, clean_labels, num_classes):
         return noise.transition_matrix(clean_labels, noisy_labels, num_classes)
     report_path = os.path.join(workdir, "noise.json")
     if os.path.exists(report_path):
-        return np.asarray(_read_json(report_path)["transition"])
+        return np.asarray(read_json(report_path)["transition"])
     return None
 
 

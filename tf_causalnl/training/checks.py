@@ -9,7 +9,7 @@ from typing import Sequence
 import ml_collections
 
 from tf_causalnl import data, networks, validation
-from tf_causalnl.training.config_checks import _lookup, _plain, config_differences, upgrade_stored_config
+from tf_causalnl.training.config_checks import lookup, to_plain, config_differences, upgrade_stored_config
 
 
 #: Keys that a resumed run may change (see `check_workdir`): they change
@@ -54,13 +54,13 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     stored = read_stored_config(path)
     if stored is None:
         return
-    new = _plain(config)
+    new = to_plain(config)
     differences = config_differences(stored, new, ignore=RESUMABLE_KEYS + ("train.epochs",))
-    old_epochs, new_epochs = _lookup(stored, "train.epochs"), _lookup(new, "train.epochs")
+    old_epochs, new_epochs = lookup(stored, "train.epochs"), lookup(new, "train.epochs")
     if old_epochs != new_epochs and not (validation.is_whole(old_epochs, 1) and validation.is_whole(new_epochs, old_epochs)):
         differences = sorted([*differences, "train.epochs"])
     if differences:
-        details = "; ".join(f"{key}: {_lookup(stored, key)!r} in config.json, {_lookup(new, key)!r} now"
+        details = "; ".join(f"{key}: {lookup(stored, key)!r} in config.json, {lookup(new, key)!r} now"
                             for key in differences[:8])
         more = f" and {len(differences) - 8} more" if len(differences) > 8 else ""
         raise ValueError(

@@ -79,7 +79,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 def _check_names(config: ml_collections.ConfigDict) -> None:
     """The names of `check_config`, and real noise only for a dataset that has it."""
     check_choice("strategy", "train.strategy", config.train.strategy, registry.STRATEGIES)
-    if _lookup(config, "train.precision") is not None:  # None: float32
+    if lookup(config, "train.precision") is not None:  # None: float32
         check_choice("precision", "train.precision", config.train.precision, networks.PRECISIONS)
     check_choice("method", "model.method", config.model.method, registry.METHODS)
     check_choice("dataset", "data.name", config.data.name, {*data.LOADERS, *registry.FILE_DATASETS})
@@ -89,8 +89,8 @@ def _check_names(config: ml_collections.ConfigDict) -> None:
                              ("reconstruction error", "model.reconstruction_error", losses.ERRORS),
                              ("pixel reduction", "model.reconstruction_pixels", losses.PIXEL_REDUCTIONS),
                              ("selection", "model.selection", selection.SELECTIONS)):
-        if _lookup(config, key) is not None:  # None: the objective's own
-            check_choice(what, key, _lookup(config, key), valid)
+        if lookup(config, key) is not None:  # None: the objective's own
+            check_choice(what, key, lookup(config, key), valid)
     check_choice("generative pull", "model.pull", config.model.pull, causalnl.PULLS)
     if config.noise.type == registry.REAL_NOISE and config.data.name not in registry.FILE_DATASETS:
         raise ValueError(
@@ -116,15 +116,15 @@ def _check_ranges(config: ml_collections.ConfigDict) -> None:
     forget_rate.check_forget_rate(config.model.forget_rate, "model.forget_rate")
     for key, minimum in _AT_LEAST.items():
         optional = key in _OPTIONAL  # None: chosen from the image size, or the model's default
-        validation.check_whole(_lookup(config, key), key, minimum, optional=optional,
+        validation.check_whole(lookup(config, key), key, minimum, optional=optional,
                                hint=f"set it with --config.{key}=N (the default is "
-                                    f"{_lookup(config_lib.base_config(), key)})")
+                                    f"{lookup(config_lib.base_config(), key)})")
     for key in _POSITIVE:
-        validation.check_number(_lookup(config, key), key, above=0.0)
+        validation.check_number(lookup(config, key), key, above=0.0)
     for key in _BETAS:  # None: the objective's own
-        validation.check_number(_lookup(config, key), key, at_least=0.0, optional=True,
+        validation.check_number(lookup(config, key), key, at_least=0.0, optional=True,
                                 hint="a beta weighs a term of the objective; 0 turns it off")
-    validation.check_number(_lookup(config, "model.label_gradient"), "model.label_gradient", at_least=0.0,
+    validation.check_number(lookup(config, "model.label_gradient"), "model.label_gradient", at_least=0.0,
                             at_most=1.0, optional=True, hint="None keeps the objective's (1)")
     for key, limits in (("p_threshold", dict(above=0.0, at_most=1.0)), ("sharpen_temperature", dict(above=0.0)),
                         ("mixmatch_alpha", dict(above=0.0)), ("lambda_u", dict(at_least=0.0))):
@@ -165,7 +165,7 @@ def config_differences(old: Mapping | ml_collections.ConfigDict,
     Returns:
       E.g. ["model.z_dim", "train.epochs"]; empty when the configs agree.
     """
-    old, new = _without_none(_plain(old)), _without_none(_plain(new))
+    old, new = _without_none(to_plain(old)), _without_none(to_plain(new))
     return [key for key in _differences(old, new)
             if not any(key == skip or key.startswith(skip + ".") for skip in ignore)]
 
@@ -231,7 +231,7 @@ def _check_keys(config, reference, path: str = "") -> None:
             "tf_causalnl.config.base_config() so that every key is set.")
 
 
-def _lookup(config, key: str):
+def lookup(config, key: str):
     """The value at a dotted key of a config or dict; None when absent."""
     node = config
     for part in key.split("."):
@@ -241,7 +241,7 @@ def _lookup(config, key: str):
     return node
 
 
-def _plain(config) -> dict:
+def to_plain(config) -> dict:
     """A config as its JSON file holds it: plain dicts, lists, numbers and strings."""
     if isinstance(config, ml_collections.ConfigDict):
         config = config.to_dict()

@@ -18,13 +18,13 @@ from tf_causalnl.checkpoints import write_json
 from tf_causalnl.models import estimate as noise_estimate
 from tf_causalnl.models import forget_rate
 from tf_causalnl.noise import estimation
-from tf_causalnl.training.registry import _method_class, build_classifier, constructor_parameters
+from tf_causalnl.training.registry import method_class, build_classifier, constructor_parameters
 
 
 def needs_estimate(config: ml_collections.ConfigDict) -> bool:
     """Whether the run needs the noise estimate: a method that takes a
     transition matrix, or one with a forget rate set to "auto"."""
-    parameters = constructor_parameters(_method_class(config))
+    parameters = constructor_parameters(method_class(config))
     auto = "forget_rate" in parameters and config.model.forget_rate == forget_rate.AUTO
     return "transition" in parameters or auto
 

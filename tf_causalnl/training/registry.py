@@ -58,7 +58,7 @@ def build_model(config: ml_collections.ConfigDict, input_shape, num_classes: int
     `estimate` supplies the transition matrix of Forward, Reweight and
     T-Revision, and the forget rate when the config says "auto".
     """
-    method = _method_class(config)
+    method = method_class(config)
     with networks.precision(config.train.get("precision")):  # every network, and the model's own policy
         model = method(
             build_classifier(config, input_shape, num_classes),
@@ -85,7 +85,7 @@ def constructor_parameters(method: type) -> set[str]:
     return names - set(getattr(method, "fixed_arguments", {}))
 
 
-def _method_class(config):
+def method_class(config):
     if config.model.method not in METHODS:
         raise ValueError(f"Unknown method {config.model.method!r}; choose one of {sorted(METHODS)}.")
     return METHODS[config.model.method]
