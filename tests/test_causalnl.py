@@ -363,13 +363,18 @@ def test_pull_trains_saves_and_is_checked():
         _model(pull="some")
 
 
-def test_the_defaults_are_for_labels_of_unknown_noise_and_the_config_has_the_same():
+def test_the_defaults_are_for_labels_of_unknown_noise_and_the_config_has_the_same(capsys):
     model = CausalNL(networks.build_small_cnn(SHAPE, CLASSES), z_dim=2)
     assert (model.pull, model.forget_rate) == ("noise", "auto")
-    model.compile(optimizer="sgd")
+    model.compile(optimizer="adam")
     x, y = _data(64)
-    model.fit(x, y, batch_size=16, epochs=1, verbose=0)  # as the README's example: the noise estimated first
+    model.fit(x, y, batch_size=16, epochs=1, verbose=2)  # as the README's example: the noise estimated first
     assert model.forget_rate == model.noise_estimate.noise_rate and 0.0 <= model.forget_rate < 1.0
+    said = capsys.readouterr().out
+    assert "Estimating the noise rate of the labels" in said
+    assert f"Estimated noise rate {model.forget_rate:.3f}: the forget rate." in said
+    model.fit(x, y, batch_size=16, epochs=1, verbose=2)  # estimated once: a second fit keeps it
+    assert "Estimat" not in capsys.readouterr().out
     config = base_config()
     assert config.model.pull == inspect.signature(CausalNL).parameters["pull"].default == "noise"
     config.model.classifier, config.model.z_dim, config.model.vae_depth, config.model.vae_width = "small_cnn", 2, 1, 4

@@ -102,7 +102,14 @@ class ForgetRateMixin:
         """The constructor arguments this mixin adds, for the models' `get_config`."""
         return {"forget_rate": self.forget_rate, "ramp_epochs": self.ramp_epochs, "selection": self.selection}
 
-    def _fit_callbacks(self, x, y, callbacks: list) -> list:
-        """Run by `fit` after its input is checked: "auto" resolved, the schedule added."""
+    def _fit_callbacks(self, x, y, callbacks: list, verbose="auto") -> list:
+        """Run by `fit` after its input is checked: "auto" resolved (saying so unless
+        fit is silent), the schedule added."""
+        say = self.forget_rate == AUTO and verbose != 0
+        if say:
+            print("Estimating the noise rate of the labels (forget_rate=\"auto\"): a copy of the classifier "
+                  "trained with cross-entropy first.", flush=True)
         resolve_auto_forget_rate(self, x, y)
-        return with_forget_rate_schedule(super()._fit_callbacks(x, y, callbacks))
+        if say:
+            print(f"Estimated noise rate {self.forget_rate:.3f}: the forget rate.", flush=True)
+        return with_forget_rate_schedule(super()._fit_callbacks(x, y, callbacks, verbose))

@@ -66,9 +66,9 @@ class InstanceGM(DivideMixTraining, CausalNL):
         return [self.loss_tracker, *self.term_trackers.values(), *self.division_trackers.values(),
                 self.accuracy_tracker, self.clean_accuracy_tracker, self.selection_precision_tracker]
 
-    def _fit_callbacks(self, x, y, callbacks: list) -> list:
+    def _fit_callbacks(self, x, y, callbacks: list, verbose="auto") -> list:
         """CausalNL's, without co-teaching's: no "auto" forget rate resolved, no schedule run or logged."""
-        return super(ForgetRateMixin, self)._fit_callbacks(x, y, callbacks)
+        return super(ForgetRateMixin, self)._fit_callbacks(x, y, callbacks, verbose)
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)

@@ -106,7 +106,7 @@ class ClassifierWrapper:
         if not any(isinstance(c, TerminateOnNonFinite) for c in callbacks):
             guard = TerminateOnNonFinite()
             callbacks.append(guard)
-        callbacks = self._fit_callbacks(x, y, callbacks)
+        callbacks = self._fit_callbacks(x, y, callbacks, verbose=kwargs.get("verbose", "auto"))
         counter = _BatchCounter()
         callbacks.append(counter)
         try:
@@ -123,8 +123,9 @@ class ClassifierWrapper:
                              "one batch (drop_remainder=True drops a last batch smaller than the batch size).")
         return history
 
-    def _fit_callbacks(self, x, y, callbacks: list) -> list:
-        """The callbacks `fit` runs; models with a forget rate add theirs (`ForgetRateMixin`)."""
+    def _fit_callbacks(self, x, y, callbacks: list, verbose="auto") -> list:
+        """The callbacks `fit` runs; models with a forget rate add theirs (`ForgetRateMixin`).
+        `verbose` is fit's: whether work done before training may say so."""
         return callbacks
 
     def _checked_input(self, x, y, what: str, labels_what: str):
