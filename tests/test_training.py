@@ -268,3 +268,11 @@ def test_vae_depth_reaches_causalnl(monkeypatch):
     model = training.build_model(config, (8, 8, 1), 3)
     strided = [l for l in model.latent_encoders[0].layers if isinstance(l, keras.layers.Conv2D)]
     assert len(strided) == 2
+
+
+def test_a_method_without_a_forget_rate_builds_from_a_config_that_says_auto():
+    # A grid's or benchmark's "auto" config reused for CE (no forget rate): the key is not its.
+    config = base_config()
+    config.model.method, config.model.classifier, config.model.forget_rate = "ce", "small_cnn", "auto"
+    model = training.build_model(config, (8, 8, 1), 3)
+    assert type(model).__name__ == "NoisyLabelClassifier"

@@ -110,7 +110,7 @@ def _model_kwargs(config, parameters, estimate) -> dict:
     """The config values a method's constructor takes, by parameter name."""
     m = config.model
     forget_rate = m.forget_rate
-    if forget_rate == AUTO:
+    if forget_rate == AUTO and "forget_rate" in parameters:  # CE and the rest ignore the key
         if estimate is None:
             raise ValueError('forget_rate="auto" needs the noise estimate; see training.estimate_noise.')
         forget_rate = estimate.noise_rate
