@@ -15,6 +15,8 @@ realised rate against the estimators:
   - anchor_97: the library's (`noise.estimation.estimate_from_probabilities`
     at the 97th percentile, on the probabilities of every training example);
   - anchor_95, anchor_99: the same at another percentile;
+  - anchor_97_mean_of_3: the mean of the library's estimate from three such
+    classifiers (other initial weights and batch order; the same split);
   - anchor_97_cross_fitted: the library's on the 2-fold out-of-sample probabilities;
   - confident_learning: the count of Northcutt et al. (2021), calibrated to the
     label counts, on the out-of-sample probabilities;
@@ -45,33 +47,41 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/estimate_benchmark", "Where the 
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
 flags.mark_flags_as_required(["config"])
 
-ESTIMATORS = ("anchor_97", "anchor_95", "anchor_99", "anchor_97_cross_fitted", "confident_learning",
-              "disagreement")
+ESTIMATORS = ("anchor_97", "anchor_95", "anchor_99", "anchor_97_mean_of_3", "anchor_97_cross_fitted",
+              "confident_learning", "disagreement")
+#: Classifiers of `anchor_97_mean_of_3`: the library's and two more from other initial weights.
+MEMBERS = 3
 
 
 def probabilities(config, path: str) -> dict:
-    """The case's labels and probabilities, from `path` or trained and cached there."""
-    if os.path.exists(path):
-        return dict(np.load(path))
+    """The case's labels and probabilities, from `path`, or trained (what is missing) and cached there."""
+    result = dict(np.load(path)) if os.path.exists(path) else {}
+    if "members" in result:
+        return result
     dataset, noisy, _ = inputs.load_noisy_data(config)
     x, seed = dataset.x_train, config.seed
     classifier = registry.build_classifier(config, dataset.input_shape, dataset.num_classes)
 
-    def train(rows):
-        keras.utils.set_random_seed(seed)
+    def train(rows, weights_seed):
+        keras.utils.set_random_seed(weights_seed)
         return train_noisy_label_classifier(
             classifier, x[rows], noisy[rows], epochs=config.estimate.epochs, batch_size=config.train.batch_size,
             learning_rate=config.train.learning_rate, holdout=config.estimate.holdout, seed=seed)
 
-    everything = train(np.arange(len(noisy)))
-    out_of_sample = np.zeros((len(noisy), dataset.num_classes), np.float32)
-    halves = np.array_split(np.random.default_rng(seed).permutation(len(noisy)), 2)
-    for k in (0, 1):
-        out_of_sample[halves[k]] = train(halves[1 - k]).predict(x[halves[k]], batch_size=1000, verbose=0)
-    result = {"noisy": noisy, "clean": dataset.y_train, "all": everything.predict(x, batch_size=1000, verbose=0),
-              "out_of_sample": out_of_sample,
-              "test_accuracy": np.mean(everything.predict(dataset.x_test, batch_size=1000, verbose=0).argmax(1)
-                                       == dataset.y_test)}
+    if not result:
+        everything = train(np.arange(len(noisy)), seed)
+        out_of_sample = np.zeros((len(noisy), dataset.num_classes), np.float32)
+        halves = np.array_split(np.random.default_rng(seed).permutation(len(noisy)), 2)
+        for k in (0, 1):
+            out_of_sample[halves[k]] = train(halves[1 - k], seed).predict(x[halves[k]], batch_size=1000, verbose=0)
+        result = {"noisy": noisy, "clean": dataset.y_train, "out_of_sample": out_of_sample,
+                  "all": everything.predict(x, batch_size=1000, verbose=0),
+                  "test_accuracy": np.mean(everything.predict(dataset.x_test, batch_size=1000, verbose=0)
+                                           .argmax(1) == dataset.y_test)}
+    # The same split and epochs as the first; other initial weights and batch order.
+    result["members"] = np.stack([result["all"]] + [
+        train(np.arange(len(noisy)), seed + 1000 * k).predict(x, batch_size=1000, verbose=0)
+        for k in range(1, MEMBERS)])
     os.makedirs(os.path.dirname(path), exist_ok=True)
     np.savez(path, **result)
     return result
@@ -100,6 +110,7 @@ def estimates(case: dict) -> dict:
 
     return {"anchor_97": anchor(case["all"], 97.0), "anchor_95": anchor(case["all"], 95.0),
             "anchor_99": anchor(case["all"], 99.0),
+            "anchor_97_mean_of_3": float(np.mean([anchor(p, 97.0) for p in case["members"]])),
             "anchor_97_cross_fitted": anchor(case["out_of_sample"], 97.0),
             "confident_learning": confident_learning_rate(case["out_of_sample"], noisy),
             "disagreement": float(np.mean(case["out_of_sample"].argmax(axis=1) != noisy))}
