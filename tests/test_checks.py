@@ -173,6 +173,7 @@ def test_vectors_for_a_convolutional_classifier_are_refused_before_the_work_dire
     ({"model.selection": "balanced"}, r"Unknown selection 'balanced'; choose one of \['global', 'per_class'\]"),
     ({"model.pull": "trusted"}, r"Unknown generative pull 'trusted'; choose one of \['all', 'noise', 'none', 'untrusted'\] for "
                                 r"config.model.pull. Did you mean 'untrusted'\?"),
+    ({"estimate.members": 0}, r"estimate.members must be a whole number of at least 1 or None, got 0"),
     ({"model.pull": None}, r"Unknown generative pull None; choose one of \['all', 'noise', 'none', 'untrusted'\]"),
     ({"model.label_gradient": 2.0}, r"model.label_gradient must be a finite number in \[0, 1\] or None"),
     ({"model.beta0": -1.0}, r"model.beta0 must be a finite number of at least 0 or None, got -1.0; a beta weighs "

@@ -220,6 +220,21 @@ def test_estimate_noise_takes_uint8_images_and_no_holdout():
     assert 0.0 <= estimate.noise_rate <= 1.0
 
 
+def test_estimate_noise_with_members_is_the_mean_of_that_many_estimates_in_a_row():
+    x = np.random.default_rng(0).normal(size=(60, 2)).astype(np.float32)
+    labels = np.arange(60) % 3
+    classifier = networks.build_mlp_classifier((2,), 3, hidden_units=(8,))
+    keras.utils.set_random_seed(5)
+    one_by_one = [transition.estimate_noise(classifier, x, labels, epochs=2, holdout=0.0) for _ in range(2)]
+    keras.utils.set_random_seed(5)
+    mean = transition.estimate_noise(classifier, x, labels, epochs=2, holdout=0.0, members=2)
+    assert one_by_one[0].noise_rate != one_by_one[1].noise_rate  # two initialisations, two estimates
+    assert mean.noise_rate == pytest.approx((one_by_one[0].noise_rate + one_by_one[1].noise_rate) / 2)
+    np.testing.assert_allclose(mean.transition, (one_by_one[0].transition + one_by_one[1].transition) / 2)
+    with pytest.raises(ValueError, match="members must be a whole number of at least 1, got 0"):
+        transition.estimate_noise(classifier, x, labels, members=0)
+
+
 # --- validation ---
 
 

@@ -113,6 +113,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.estimate.epochs = 10
     config.estimate.holdout = 0.1
     config.estimate.percentile = 97.0
+    # Classifiers whose estimates are averaged (models.estimate.estimate_noise);
+    # None = 1, as every run before the key existed.
+    config.estimate.members = config_dict.placeholder(int)
     # A directory where runs on the same data, noise and seed share their
     # estimate (the benchmark grid sets it); "" keeps it in the work directory.
     config.estimate.cache_dir = ""

@@ -37,6 +37,7 @@ _AT_LEAST = {
     "model.warmup_epochs": 0,
     "model.rampup_epochs": 0,
     "estimate.epochs": 1,
+    "estimate.members": 1,
     "train.epochs": 1,
     "train.batch_size": 1,
     "train.eval_batch_size": 1,
@@ -46,7 +47,7 @@ _AT_LEAST = {
 #: Number keys that must be above zero.
 _POSITIVE = ("model.temperature", "model.mixup_alpha", "train.learning_rate")
 #: Keys of `_AT_LEAST` that may be None.
-_OPTIONAL = ("model.vae_depth", "model.warmup_epochs", "model.rampup_epochs")
+_OPTIONAL = ("model.vae_depth", "model.warmup_epochs", "model.rampup_epochs", "estimate.members")
 #: The objective's weights: numbers of at least 0, or None (the objective's own).
 _BETAS = ("model.beta0", "model.beta1", "model.beta2", "model.beta3")
 

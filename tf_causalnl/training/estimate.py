@@ -41,7 +41,7 @@ def estimate_noise(config: ml_collections.ConfigDict, dataset: data.Dataset, noi
     key = {"data": {k: v for k, v in config.data.to_dict().items() if v is not None},
            "noise": config.noise.to_dict(), "seed": config.seed,
            "classifier": config.model.classifier, "resnet_stem": config.model.resnet_stem,
-           "estimate": {k: v for k, v in config.estimate.to_dict().items() if k != "cache_dir"},
+           "estimate": {k: v for k, v in config.estimate.to_dict().items() if k != "cache_dir" and v is not None},
            "batch_size": config.train.batch_size, "learning_rate": config.train.learning_rate}
     if config.model.pretrained:
         key["pretrained"] = config.model.pretrained
@@ -95,6 +95,7 @@ def _make_estimate(config, dataset, noisy, path, key):
         learning_rate=config.train.learning_rate,
         holdout=config.estimate.holdout,
         percentile=config.estimate.percentile,
+        members=config.estimate.get("members") or 1,
         seed=config.seed,
     )
     write_json(path, {"key": key, "estimate": estimate.to_dict()})
