@@ -198,16 +198,20 @@ def finished_results(cell_dir: str) -> dict | None:
 
 
 def stored_grid_config(workdir: str) -> dict | None:
+    """The config a grid work directory was made with (its grid_config.json), or None."""
     return checks.read_stored_config(os.path.join(workdir, "grid_config.json"))
 
 
 def config_json(config: ml_collections.ConfigDict) -> str:
+    """A config as grid_config.json holds it: sorted, indented JSON."""
     return json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"
 
 
 def write_text(path: str, text: str) -> None:
+    """Writes UTF-8 text atomically (`checkpoints.write_bytes`)."""
     write_bytes(path, text.encode("utf-8"))
 
 
 def row_label(method: str, mode: str) -> str:
+    """A table row's label: the method, with " (auto)" for the estimated forget rate."""
     return method if mode == ORACLE else f"{method} ({AUTO})"

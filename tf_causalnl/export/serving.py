@@ -89,6 +89,7 @@ def export_run(workdir: str | os.PathLike, base_dir: str | os.PathLike, model_na
 
 
 def exported_classifier(model: keras.Model) -> keras.Model:
+    """The network that predicts for `model` (its inference classifier, or its classifier; a bare Keras model itself)."""
     if hasattr(model, "inference_classifier"):  # a model that predicts with more than one network
         classifier = model.inference_classifier()
     else:
@@ -107,6 +108,7 @@ def exported_classifier(model: keras.Model) -> keras.Model:
 
 
 def serving_signatures(input_shape: tuple[int, ...]) -> dict[str, tf.TensorSpec]:
+    """The input specs of the exported signatures, by signature name."""
     if len(input_shape) == 1:
         return {DEFAULT_SIGNATURE: tf.TensorSpec((None, *input_shape), tf.float32, name="features")}
     return {DEFAULT_SIGNATURE: tf.TensorSpec((None, *input_shape), tf.uint8, name="images"),
@@ -114,6 +116,7 @@ def serving_signatures(input_shape: tuple[int, ...]) -> dict[str, tf.TensorSpec]
 
 
 def serving_function(classifier: keras.Model, input_shape: tuple[int, ...]):
+    """The function an export traces for TF Serving: inputs to class probabilities and class ids."""
     def serve(inputs):
         # Signatures do not check the shape of what TF Serving feeds them.
         inputs = tf.ensure_shape(inputs, (None, *input_shape))
@@ -143,6 +146,7 @@ def _publish(temporary: str, model_dir: str, version: int | None) -> str:
 
 
 def integer_entries(path: str) -> list[str]:
+    """The names in `path` that are whole numbers (a model's version folders); [] without `path`."""
     return [n for n in os.listdir(path) if n.isdigit()] if os.path.isdir(path) else []
 
 

@@ -29,6 +29,7 @@ def dataset_class_names(dataset: data.Dataset) -> Sequence[str] | None:
 
 
 def read_json(path: str):
+    """The JSON file at `path`."""
     with open(path) as f:
         return json.load(f)
 
