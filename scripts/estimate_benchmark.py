@@ -135,10 +135,16 @@ def main(argv):
         cells = [np.mean([100 * r[k] for r in mine]) for k in ("realised", *ESTIMATORS, "test_accuracy")]
         lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in cells) + " |")
     lines += ["", f"Rates in %, means over seeds {', '.join(_SEEDS.value)}. Error over {len(rows)} cases x seeds, "
-              "points: mean / mean absolute / largest absolute", ""]
+              "points: mean / mean absolute / largest absolute / spread within a case (sample std of the "
+              "error over seeds, pooled over cases)", ""]
+    cases = list(dict.fromkeys(r["case"] for r in rows))
     for name in ESTIMATORS:
         errors = np.array([100 * (r[name] - r["realised"]) for r in rows])
-        lines.append(f"- {name}: {errors.mean():+.1f} / {np.abs(errors).mean():.1f} / {np.abs(errors).max():.1f}")
+        within = np.concatenate([errors[[r["case"] == c for r in rows]] - errors[[r["case"] == c for r in rows]].mean()
+                                 for c in cases])
+        spread = np.sqrt(np.sum(within ** 2) / max(len(rows) - len(cases), 1))
+        lines.append(f"- {name}: {errors.mean():+.1f} / {np.abs(errors).mean():.1f} / {np.abs(errors).max():.1f} / "
+                     f"{spread:.1f}")
     text = "\n".join(lines) + "\n"
     print(text)
     write_bytes(os.path.join(_WORKDIR.value, "results.md"), text.encode("utf-8"))

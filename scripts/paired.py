@@ -18,7 +18,7 @@ import tf_env  # noqa: F401, E402  (first: TensorFlow's environment before it lo
 from absl import app, flags  # noqa: E402
 from tf_causalnl.experiments import grid_report  # noqa: E402
 
-_PAIRS = flags.DEFINE_multi_string("pair", [], "A,B: the labels to compare, A − B.")
+_PAIRS = flags.DEFINE_multi_string("pair", [], "A,B: the labels to compare, A − B; B may be X|Y, the better of X and Y on each seed.")
 
 
 def main(argv):

@@ -244,6 +244,10 @@ def test_compare_pairs_methods_by_seed_across_grids(tmp_path):
     assert lines[2] == "| dividemix − coteaching | +1.00, +2.00, +3.00: +2.00 ± 0.58 (+3.5 s.e.) |"
     assert lines[3] == "| dividemix long − dividemix | -2.00, -2.00: -2.00 ± 0.00 |"
     assert "| dividemix | 40 (30-50) | 3 |" in lines and "| coteaching | 10 (10-10) | 4 |" in lines
+    # Against the better of two on each seed: coteaching 60, 61, 62 and dividemix long 59, 61 -> 60, 61.
+    best = grid_report.compare([str(tmp_path / "a"), f"{tmp_path / 'b'}=long"],
+                               [("dividemix", "coteaching|dividemix long")]).splitlines()
+    assert best[2] == "| dividemix − coteaching|dividemix long | +1.00, +2.00: +1.50 ± 0.50 (+3.0 s.e.) |"
     with pytest.raises(ValueError, match=r"^no finished cells of mixup; the labels are coteaching, dividemix, "):
         grid_report.compare([str(tmp_path / "a"), f"{tmp_path / 'b'}=long"], [("mixup", "coteaching")])
     with pytest.raises(ValueError, match=r"nowhere has no results.csv: give a grid's work directory"):

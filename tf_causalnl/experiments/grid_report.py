@@ -147,7 +147,8 @@ def compare(workdirs: list[str], pairs: list[tuple[str, str]]) -> str:
       workdirs: grid work directories (each with its results.csv), each
         optionally "PATH=TAG": TAG is added to that grid's labels ("instancegm
         TAG"), so that two grids of one method can be compared.
-      pairs: (A, B) labels; each row of the table is A − B.
+      pairs: (A, B) labels; each row of the table is A − B. B may be several
+        labels joined by "|" ("ce|coteaching"): the best of them on each seed.
     """
     rows = []
     for argument in workdirs:
@@ -160,7 +161,7 @@ def compare(workdirs: list[str], pairs: list[tuple[str, str]]) -> str:
                              "--workdir) once a cell has finished.") from None
         rows += [{**row, "label": f"{row['label']} {tag}" if tag else row["label"]} for row in found]
     known = {row["label"] for row in rows}
-    unknown = sorted({label for pair in pairs for label in pair} - known)
+    unknown = sorted({label for a, b in pairs for label in (a, *b.split("|"))} - known)
     if unknown:
         raise ValueError(f"no finished cells of {', '.join(unknown)}; the labels are {', '.join(sorted(known))}.")
     return paired_table(rows, pairs) + "\n" + seconds_table(rows)
@@ -172,7 +173,8 @@ def paired_table(rows: list[dict], pairs: list[tuple[str, str]]) -> str:
     Rows are `collect`'s (or results.csv's, as text). Each entry lists the
     per-seed differences of the accuracy in points, then their mean ± the
     standard error (sample std / sqrt(n)) and the mean in standard errors;
-    only seeds finished for both methods count.
+    only seeds finished for both methods count. B may be "X|Y|...": on each
+    seed the best of them (a seed counts where all of them finished).
     """
     accuracy = {(row["label"], row["noise_type"], float(row["noise_rate"]), int(row["seed"])):
                 100.0 * float(row[METRIC]) for row in rows}
@@ -182,9 +184,11 @@ def paired_table(rows: list[dict], pairs: list[tuple[str, str]]) -> str:
     for a, b in pairs:
         entries = []
         for column in columns:
+            rivals = b.split("|")
             seeds = sorted(s for (label, *c, s) in accuracy if label == a and tuple(c) == column
-                           and (b, *column, s) in accuracy)
-            d = np.array([accuracy[(a, *column, s)] - accuracy[(b, *column, s)] for s in seeds])
+                           and all((r, *column, s) in accuracy for r in rivals))
+            d = np.array([accuracy[(a, *column, s)] - max(accuracy[(r, *column, s)] for r in rivals)
+                          for s in seeds])
             listed = ", ".join(f"{v:+.2f}" for v in d)
             if len(d) > 1:
                 se = float(np.std(d, ddof=1) / np.sqrt(len(d)))
